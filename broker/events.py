@@ -1,0 +1,131 @@
+"""Dataset-completion events: the one shape every way in ends up as.
+
+An `Event` is what a producer says ("dataset D, partition P, finished with status S at
+time T"); `parse_events` turns a request body into events or a list of precise field
+errors; `to_wire`/`from_wire` are the stream's encoding (one compact JSON field).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from broker.errors import EventRejected
+
+MAX_METADATA_BYTES = 64 * 1024
+_DATASET = re.compile(r"^[\x20-\x7e\u00a0-\U0010ffff]{1,256}$")
+_PARTITION = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+class Event(BaseModel):
+    """One dataset-completion event, as SPEC 'Events' describes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str
+    partition: str | None = None
+    status: Literal["success", "failed"] = "success"
+    event_id: str | None = Field(None, min_length=1, max_length=512)
+    producer: str | None = Field(None, max_length=512)
+    occurred_at: datetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, value: str) -> str:
+        if not _DATASET.match(value):
+            raise ValueError("must be 1 to 256 printable characters")
+        return value
+
+    @field_validator("partition")
+    @classmethod
+    def _partition(cls, value: str | None) -> str | None:
+        if value is not None and not _PARTITION.match(value):
+            raise ValueError("must be 1 to 128 printable characters without spaces")
+        return value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry a timezone, e.g. 2026-11-23T05:12:00Z")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, separators=(",", ":")).encode())
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"is {size} bytes; at most {MAX_METADATA_BYTES} are allowed")
+        return value
+
+    def completed(self, received_at: datetime) -> Event:
+        """This event with `event_id` and `occurred_at` filled in."""
+        return self.model_copy(
+            update={
+                "event_id": self.event_id or f"baton-{uuid.uuid4().hex}",
+                "occurred_at": self.occurred_at or received_at,
+            }
+        )
+
+
+class Batch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[dict[str, Any]] = Field(min_length=1)
+
+
+def parse_events(body: Any, max_batch: int) -> list[Event]:
+    """Validate one event or `{"events": [...]}`; raise EventRejected naming each bad field."""
+    if isinstance(body, dict) and "events" in body:
+        try:
+            raw = Batch.model_validate(body).events
+        except ValidationError as exc:
+            raise EventRejected(_field_errors(exc, "")) from exc
+        if len(raw) > max_batch:
+            raise EventRejected([("events", f"holds {len(raw)} events; at most {max_batch}")])
+        prefix = "events[{}]."
+    elif isinstance(body, dict):
+        raw, prefix = [body], ""
+    else:
+        raise EventRejected([("", "the body must be a JSON object: an event or {'events': [...]}")])
+    return _validate_all(raw, prefix)
+
+
+def _validate_all(raw: list[dict[str, Any]], prefix: str) -> list[Event]:
+    events: list[Event] = []
+    errors: list[tuple[str, str]] = []
+    for index, item in enumerate(raw):
+        try:
+            events.append(Event.model_validate(item))
+        except ValidationError as exc:
+            errors += _field_errors(exc, prefix.format(index))
+    if errors:
+        raise EventRejected(errors)
+    return events
+
+
+def _field_errors(exc: ValidationError, prefix: str) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors():
+        field = prefix + ".".join(str(p) for p in err["loc"])
+        out.append((field.rstrip(".") or "body", err["msg"]))
+    return out
+
+
+def to_wire(event: Event, received_at: datetime) -> str:
+    """The stream encoding: compact JSON with `received_at`; the event must be completed."""
+    data = event.model_dump(mode="json", exclude_none=True)
+    data["received_at"] = received_at.astimezone(UTC).isoformat()
+    return json.dumps(data, separators=(",", ":"))
+
+
+def from_wire(payload: str | bytes) -> tuple[Event, datetime]:
+    """Inverse of `to_wire`."""
+    data = json.loads(payload)
+    received_at = datetime.fromisoformat(data.pop("received_at"))
+    return Event.model_validate(data), received_at

@@ -1,0 +1,197 @@
+"""Baton's one settings object: `baton.yaml`, then `BATON_*` environment overrides.
+
+Built once at an entry point (CLI, app factory) and passed down; nothing reads the
+environment deep inside. `${VAR}` in the YAML is replaced from the environment, so
+secrets stay out of files; secret fields are `SecretStr` and never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from broker.durations import Duration
+from broker.errors import ConfigError
+
+# ${VAR} or ${VAR:-default}, as in a shell.
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WebhookTarget(_Strict):
+    kind: Literal["webhook"]
+    url: str
+    secret: SecretStr | None = None
+    headers: dict[str, str] = {}
+    timeout: float = 10.0
+
+
+class AirflowTarget(_Strict):
+    kind: Literal["airflow"]
+    url: str
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    unpause: bool = False
+    timeout: float = 10.0
+
+
+class DagsterTarget(_Strict):
+    kind: Literal["dagster"]
+    url: str
+    token: SecretStr | None = None
+    timeout: float = 10.0
+
+
+class PrefectTarget(_Strict):
+    kind: Literal["prefect"]
+    url: str
+    auth_string: SecretStr | None = None
+    api_key: SecretStr | None = None
+    timeout: float = 10.0
+
+
+TargetConfig = Annotated[
+    WebhookTarget | AirflowTarget | DagsterTarget | PrefectTarget,
+    Field(discriminator="kind"),
+]
+
+
+class ApiSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_batch: int = Field(1000, ge=1, le=100_000)
+
+
+class RetrySettings(_Strict):
+    initial: Duration = timedelta(seconds=1)
+    factor: float = Field(2.0, ge=1.0)
+    jitter: float = Field(0.2, ge=0.0, le=1.0)
+    max_delay: Duration = timedelta(minutes=5)
+    max_attempts: int = Field(8, ge=1)
+
+
+class ProducerSettings(_Strict):
+    name: str
+    token: SecretStr
+    datasets: list[str] = ["*"]
+
+
+class AlertSink(_Strict):
+    kind: Literal["webhook"] = "webhook"
+    url: str
+    secret: SecretStr | None = None
+
+
+class WorkerSettings(_Strict):
+    # How long an entry may sit un-acked with a consumer before another worker takes
+    # it over: long enough for a slow target call, short enough to recover quickly.
+    claim_idle: Duration = timedelta(seconds=30)
+    # How many events a worker reads per XREADGROUP call.
+    read_count: int = Field(100, ge=1)
+    # How many entries the reclaim loop takes per XAUTOCLAIM call.
+    reclaim_count: int = Field(100, ge=1)
+
+
+class Settings(BaseSettings):
+    """Everything Baton can be told; see SPEC 'Configuration'."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BATON_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    redis_url: str | None = None
+    data_dir: Path = Path(".baton")
+    contracts: Path = Path("contracts")
+    namespace: str = Field("baton", pattern=r"^[A-Za-z0-9_.-]+$")
+    api: ApiSettings = ApiSettings()
+    worker: WorkerSettings = WorkerSettings()
+    targets: dict[str, TargetConfig] = {}
+    producers: list[ProducerSettings] = []
+    alerts: list[AlertSink] = []
+    retry: RetrySettings = RetrySettings()
+    auth: Literal["on", "off"] = "on"
+    # The events stream's backlog limit: past it, ingestion answers 429.
+    max_backlog: int = Field(1_000_000, ge=1)
+    # How long an event_id is remembered for deduplication at ingestion.
+    dedup_ttl: Duration = timedelta(days=7)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, which arrives as init kwargs.
+        return env_settings, init_settings
+
+
+def _interpolate(value: Any, env: dict[str, str], where: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name not in env and default is not None:
+                return default
+            if name not in env:
+                raise ConfigError(f"{where.lstrip('.')}: environment variable {name} is not set")
+            return env[name]
+
+        return _VAR.sub(sub, value)
+    return value
+
+
+def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read `path` (or `$BATON_CONFIG`, or `./baton.yaml` if present) into Settings."""
+    env = dict(os.environ) if env is None else env
+    chosen = path or env.get("BATON_CONFIG")
+    file = Path(chosen) if chosen else Path("baton.yaml")
+    data: dict[str, Any] = {}
+    if file.exists():
+        try:
+            loaded = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping")
+        data = _interpolate(loaded, env, "")
+        base = file.parent
+        for key in ("contracts", "data_dir"):
+            if key in data and not Path(str(data[key])).is_absolute():
+                data[key] = str(base / str(data[key]))
+    elif chosen:
+        raise ConfigError(f"{file}: no such configuration file")
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, file)) from exc
+
+
+def _describe(exc: ValidationError, file: Path) -> str:
+    lines = [f"{file}: invalid configuration"]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        lines.append(f"  {field}: {err['msg']}")
+    return "\n".join(lines)
