@@ -1,0 +1,168 @@
+"""`baton check`: everything that makes a contract set unusable, as `file:line: message`.
+
+Beyond the model: duplicate names, unknown targets, trigger fields that do not fit the
+target's kind, templates that do not compile, bad `where` expressions, input mappings
+that can never be satisfied, and cycles through `produces`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from broker.contracts.loader import ContractSet, LoadedContract, dotted, load_contracts
+from broker.contracts.model import AllOf, Condition, Contract, Input, trigger_spec
+from broker.errors import ContractError
+from broker.expressions import ExpressionError, compile_expression
+from broker.partitions import Calendar, Granularity, can_map
+from broker.templates import TemplateError, compile_template
+
+
+def check_contracts(
+    folder: Path, targets: Mapping[str, str]
+) -> tuple[ContractSet, list[ContractError]]:
+    """Load and check `folder`; `targets` maps each configured target name to its kind."""
+    contract_set, errors = load_contracts(folder)
+    errors += check_set(contract_set, targets)
+    errors.sort(key=lambda e: (e.location.file, e.location.line, e.message))
+    return contract_set, errors
+
+
+def check_set(contract_set: ContractSet, targets: Mapping[str, str]) -> list[ContractError]:
+    errors = list(_duplicates(contract_set))
+    for loaded in contract_set.contracts:
+        errors += _trigger(loaded, targets)
+        errors += _inputs(loaded)
+    errors += _cycles(contract_set)
+    return errors
+
+
+def _duplicates(contract_set: ContractSet) -> Iterator[ContractError]:
+    first: dict[str, LoadedContract] = {}
+    for loaded in contract_set.contracts:
+        name = loaded.contract.name
+        if name in first:
+            msg = f"name: {name!r} is already used at {first[name].location}"
+            yield ContractError(loaded.at("name"), msg)
+        else:
+            first[name] = loaded
+
+
+def _trigger(loaded: LoadedContract, targets: Mapping[str, str]) -> list[ContractError]:
+    contract = loaded.contract
+    target = contract.trigger.target
+    if target not in targets:
+        known = ", ".join(sorted(targets)) or "none are configured"
+        msg = f"trigger.target: unknown target {target!r} (known: {known})"
+        return [ContractError(loaded.at("trigger", "target"), msg)]
+    try:
+        trigger_spec(contract, targets[target])
+    except ValidationError as exc:
+        return [_field_error(loaded, err, targets[target]) for err in exc.errors()]
+    try:
+        compile_template(contract.trigger.fields())
+    except TemplateError as exc:
+        return [ContractError(loaded.at("trigger"), f"trigger: template: {exc}")]
+    return []
+
+
+def _field_error(loaded: LoadedContract, err: object, kind: str) -> ContractError:
+    loc = tuple(err["loc"])  # type: ignore[index]
+    path = ("trigger", *loc)
+    text = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]  # type: ignore[index]
+    text = str(text).removeprefix("Value error, ")
+    return ContractError(loaded.at(*path), f"{dotted(path)}: {text} (target kind: {kind})")
+
+
+def _inputs(loaded: LoadedContract) -> list[ContractError]:
+    contract = loaded.contract
+    errors = []
+    if contract.partitions is not None and contract.partitioned != Granularity.STATIC:
+        errors.append(
+            ContractError(
+                loaded.at("partitions"), "partitions: only a static contract lists its partitions"
+            )
+        )
+    for key in contract.partitions or []:
+        if not Calendar(Granularity.STATIC).is_valid(key):
+            errors.append(
+                ContractError(
+                    loaded.at("partitions"), f"partitions: {key!r} is not a valid static key"
+                )
+            )
+    for path, item in _walk(contract.when, ("when",)):
+        problems = _input_problems(contract, item)
+        errors += [ContractError(loaded.at(*path), f"{dotted(path)}: {m}") for m in problems]
+    return errors
+
+
+def _walk(
+    cond: Condition, path: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], Input]]:
+    """Every Input of a condition with its path in the file."""
+    if isinstance(cond, Input):
+        yield path, cond
+        return
+    key, children = ("all_of", cond.all_of) if isinstance(cond, AllOf) else ("any_of", cond.any_of)
+    for i, child in enumerate(children):
+        yield from _walk(child, (*path, key, i))
+
+
+def _input_problems(contract: Contract, item: Input) -> Iterator[str]:
+    own = contract.partitioned
+    theirs = item.partitioned or own
+    if not can_map(own, theirs):
+        yield f"a {theirs} input can never be mapped to a {own} contract"
+    elif theirs == Granularity.NONE and own != Granularity.NONE:
+        yield "an unpartitioned input of a partitioned contract is not supported yet"
+    if item.offset and Granularity.NONE in (own, theirs):
+        yield "offset needs partitions on both sides"
+    if item.offset and Granularity.STATIC in (own, theirs):
+        yield "static partitions cannot be offset"
+    if item.where is not None:
+        try:
+            compile_expression(item.where)
+        except ExpressionError as exc:
+            yield f"where: {exc}"
+
+
+def _cycles(contract_set: ContractSet) -> list[ContractError]:
+    """Contract A -> B when A produces a dataset B reads; a cycle would trigger forever."""
+    loaded = {c.contract.name: c for c in contract_set.contracts}
+    readers: dict[str, list[str]] = {}
+    for c in loaded.values():
+        for dataset in c.contract.input_datasets():
+            readers.setdefault(dataset, []).append(c.contract.name)
+    edges = {
+        name: sorted({r for d in c.contract.produces for r in readers.get(d, [])})
+        for name, c in loaded.items()
+    }
+    cycle = _find_cycle(edges)
+    if not cycle:
+        return []
+    first = loaded[cycle[0]]
+    return [ContractError(first.at("produces"), "produces: a cycle: " + " -> ".join(cycle))]
+
+
+def _find_cycle(edges: Mapping[str, list[str]]) -> list[str]:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in edges.get(node, []):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for start in sorted(edges):
+        if start not in state and (found := visit(start)):
+            return found
+    return []
