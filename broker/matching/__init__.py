@@ -1,0 +1,1 @@
+"""Matching: which contract partitions an event feeds, and what each needs. Pure."""

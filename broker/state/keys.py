@@ -1,0 +1,64 @@
+"""Every Redis key, stream and group name Baton uses, built in one place.
+
+All keys share the configured namespace, so several Batons can share one Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    namespace: str = "baton"
+
+    @property
+    def events(self) -> str:
+        """The events stream: every accepted event, in arrival order."""
+        return f"{self.namespace}:events"
+
+    @property
+    def backlog(self) -> str:
+        """Counter of events accepted and not yet acked by a matcher (Redis 6.2 has no lag)."""
+        return f"{self.namespace}:events:backlog"
+
+    @property
+    def triggers(self) -> str:
+        """The triggers stream: claimed firings waiting for dispatch."""
+        return f"{self.namespace}:triggers"
+
+    @property
+    def dead_letters(self) -> str:
+        """Triggers that failed for good; `baton dlq` reads it."""
+        return f"{self.namespace}:dlq"
+
+    @property
+    def retries(self) -> str:
+        """Sorted set of trigger ids by the time their next attempt is due."""
+        return f"{self.namespace}:retries"
+
+    @property
+    def recent(self) -> str:
+        """Sorted set of trigger ids by creation time, for listing."""
+        return f"{self.namespace}:triggers:recent"
+
+    matchers_group: str = "matchers"
+    dispatchers_group: str = "dispatchers"
+
+    def dedup_prefix(self) -> str:
+        """Prefix of the per-event_id keys that make ingestion idempotent (they carry a TTL)."""
+        return f"{self.namespace}:seen:"
+
+    def partition(self, contract: str, partition: str) -> str:
+        """Hash of one contract partition's match state (generation, inputs, firing)."""
+        return f"{self.namespace}:p:{contract}:{partition}"
+
+    def partition_prefix(self, contract: str) -> str:
+        return f"{self.namespace}:p:{contract}:"
+
+    def trigger(self, trigger_id: str) -> str:
+        """Hash of one trigger's record: state, attempts, last error, downstream run."""
+        return f"{self.namespace}:t:{trigger_id}"
+
+    def trigger_prefix(self) -> str:
+        return f"{self.namespace}:t:"

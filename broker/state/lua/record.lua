@@ -1,0 +1,94 @@
+-- Record one event as an input of one contract partition, decide, and claim the firing.
+-- Read, decide and write happen in this one script, so two workers can never both fire
+-- the same (contract, partition, generation): the first to run claims it.
+--
+-- Cases, in order:
+--   1. failed event      -> kept under f:<slot> for explain; never satisfies
+--   2. same event_id     -> duplicate, nothing changes
+--   3. older than latest -> stale (a late or redelivered event), nothing changes
+--   4. partition already fired this generation:
+--      4a. first event for this slot -> recorded, no new generation (not a restatement)
+--      4b. policy ignore             -> recorded, nothing fires
+--      4c. policy retrigger          -> next generation, evaluated below
+--   5. record, evaluate the condition tree, and claim the firing if it holds
+-- Unpartitioned contracts (mode 'u') count only inputs not consumed by the last trigger.
+--
+-- KEYS[1] partition hash, KEYS[2] triggers stream, KEYS[3] recent-triggers zset
+-- ARGV: 1 mode (p|u), 2 slot, 3 event json, 4 event_id, 5 order key, 6 status,
+--       7 policy, 8 condition tree json, 9 trigger id base, 10 now iso,
+--       11 trigger key prefix, 12 contract, 13 partition, 14 contract version, 15 now ms
+-- Returns {outcome, trigger_id, generation}
+local h, slot, mode = KEYS[1], ARGV[2], ARGV[1]
+
+if ARGV[6] == 'failed' then
+  redis.call('HSET', h, 'f:' .. slot, ARGV[3])
+  return {'failed', '', -1}
+end
+local cur_id = redis.call('HGET', h, 'e:' .. slot)
+if cur_id == ARGV[4] then
+  return {'duplicate', '', -1}
+end
+local cur_order = redis.call('HGET', h, 'o:' .. slot)
+if cur_order and ARGV[5] <= cur_order then
+  return {'stale', '', -1}
+end
+
+local function record()
+  redis.call('HSET', h, 's:' .. slot, ARGV[3], 'o:' .. slot, ARGV[5], 'e:' .. slot, ARGV[4])
+  if mode == 'u' then redis.call('HDEL', h, 'c:' .. slot) end
+end
+
+local gen = tonumber(redis.call('HGET', h, 'gen') or '0')
+local fired = tonumber(redis.call('HGET', h, 'fired') or '-1')
+if mode == 'p' and fired >= gen then
+  record()
+  if not cur_id then return {'recorded', '', gen} end
+  if ARGV[7] == 'ignore' then return {'ignored', '', gen} end
+  gen = gen + 1
+  redis.call('HSET', h, 'gen', gen)
+else
+  record()
+end
+
+local function satisfied(s)
+  if redis.call('HEXISTS', h, 'e:' .. s) == 0 then return false end
+  return mode ~= 'u' or redis.call('HEXISTS', h, 'c:' .. s) == 0
+end
+local function holds(node)
+  if node.s then return satisfied(node.s) end
+  if node.all then
+    for _, c in ipairs(node.all) do if not holds(c) then return false end end
+    return true
+  end
+  for _, c in ipairs(node.any) do if holds(c) then return true end end
+  return false
+end
+local tree = cjson.decode(ARGV[8])
+if not holds(tree) then return {'recorded', '', gen} end
+
+-- Claim: the inputs that stand now, the trigger record and the dispatch entry.
+local slots = {}
+local function collect(node)
+  if node.s then slots[#slots + 1] = node.s return end
+  for _, c in ipairs(node.all or node.any) do collect(c) end
+end
+collect(tree)
+local parts = {}
+for _, s in ipairs(slots) do
+  if satisfied(s) then
+    parts[#parts + 1] = cjson.encode(s) .. ':' .. redis.call('HGET', h, 's:' .. s)
+  end
+end
+local tid = ARGV[9] .. gen
+if mode == 'u' then
+  for _, s in ipairs(slots) do redis.call('HSET', h, 'c:' .. s, '1') end
+  redis.call('HSET', h, 'gen', gen + 1)
+end
+redis.call('HSET', h, 'fired', gen, 'trigger', tid)
+redis.call('HSET', ARGV[11] .. tid, 'id', tid, 'contract', ARGV[12], 'partition', ARGV[13],
+  'generation', gen, 'state', 'pending', 'attempts', 0, 'created_at', ARGV[10],
+  'updated_at', ARGV[10], 'inputs', '{' .. table.concat(parts, ',') .. '}',
+  'contract_version', ARGV[14])
+redis.call('XADD', KEYS[2], '*', 't', tid)
+redis.call('ZADD', KEYS[3], ARGV[15], tid)
+return {'fired', tid, gen}

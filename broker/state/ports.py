@@ -1,0 +1,90 @@
+"""The seams between Baton's logic and its storage: small Protocols and plain records.
+
+Matching and dispatch depend on these, never on redis; `redis_store` implements them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from broker.matching.matcher import RecordOp
+
+StreamEntry = tuple[str, dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOutcome:
+    outcome: str  # fired | recorded | duplicate | stale | ignored | failed
+    trigger_id: str | None
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    """One contract partition as stored: latest success and failed event per slot."""
+
+    generation: int
+    fired: int
+    trigger_id: str | None
+    successes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    consumed: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerRecord:
+    id: str
+    contract: str
+    partition: str
+    generation: int
+    state: str  # pending | dispatching | retrying | succeeded | failed
+    attempts: int
+    created_at: str
+    updated_at: str
+    inputs: dict[str, dict[str, Any]]
+    contract_version: str = ""
+    last_error: str = ""
+    downstream_ref: str = ""
+    downstream_url: str = ""
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> TriggerRecord:
+        return cls(
+            id=data["id"],
+            contract=data["contract"],
+            partition=data.get("partition", ""),
+            generation=int(data.get("generation", 0)),
+            state=data.get("state", "pending"),
+            attempts=int(data.get("attempts", 0)),
+            created_at=data.get("created_at", ""),
+            updated_at=data.get("updated_at", ""),
+            inputs=json.loads(data.get("inputs") or "{}"),
+            contract_version=data.get("contract_version", ""),
+            last_error=data.get("last_error", ""),
+            downstream_ref=data.get("downstream_ref", ""),
+            downstream_url=data.get("downstream_url", ""),
+        )
+
+
+class EventLog(Protocol):
+    async def append(self, events: Sequence[tuple[str, str]]) -> list[bool]: ...
+    async def ack_events(self, entry_ids: Sequence[str]) -> None: ...
+
+
+class MatchState(Protocol):
+    async def record(self, ops: Sequence[RecordOp], version: str) -> list[RecordOutcome]: ...
+    async def read_partition(self, contract: str, partition: str) -> PartitionState: ...
+
+
+class TriggerStore(Protocol):
+    async def get_trigger(self, trigger_id: str) -> TriggerRecord | None: ...
+    async def ack_trigger_entry(self, entry_id: str) -> None: ...
+    async def begin_attempt(self, trigger_id: str) -> TriggerRecord | None: ...
+    async def dispatched(self, trigger_id: str, entry_id: str, ref: str, url: str) -> None: ...
+    async def retry_later(
+        self, trigger_id: str, entry_id: str, error: str, due_ms: int
+    ) -> None: ...
+    async def dead_letter(self, trigger_id: str, entry_id: str, error: str) -> None: ...

@@ -1,0 +1,238 @@
+"""The Redis implementation of Baton's state ports: streams, match state, trigger records.
+
+Every write that must not be half-done is one Lua script or one MULTI transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
+
+from broker.errors import BacklogFull
+from broker.matching.matcher import RecordOp, trigger_id_base
+from broker.state.keys import Keys
+from broker.state.ports import PartitionState, RecordOutcome, StreamEntry, TriggerRecord
+
+
+def _script(redis: Redis, name: str) -> AsyncScript:
+    source = resources.files("broker.state").joinpath(f"lua/{name}.lua").read_text()
+    return redis.register_script(source)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RedisStore:
+    """Event log, match state and trigger store over one Redis connection pool."""
+
+    def __init__(self, redis: Redis, keys: Keys, max_backlog: int, dedup_ttl_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.max_backlog = max_backlog
+        self.dedup_ttl_s = dedup_ttl_s
+        self._ingest = _script(redis, "ingest")
+        self._ack = _script(redis, "ack")
+        self._record = _script(redis, "record")
+        self._due = _script(redis, "due")
+
+    async def ensure_groups(self) -> None:
+        """Create both consumer groups at the start of their streams (not at `$`),
+        so events accepted before the first worker ever started are still matched."""
+        for stream, group in (
+            (self.keys.events, self.keys.matchers_group),
+            (self.keys.triggers, self.keys.dispatchers_group),
+        ):
+            try:
+                await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    # -- event log ---------------------------------------------------------------
+    async def append(self, events: Sequence[tuple[str, str]]) -> list[bool]:
+        """XADD each (event_id, payload) unless its id was seen; all or nothing."""
+        args: list[Any] = [self.max_backlog, self.dedup_ttl_s, self.keys.dedup_prefix()]
+        for event_id, payload in events:
+            args += [event_id, payload]
+        reply = await self._ingest(keys=[self.keys.events, self.keys.backlog], args=args)
+        if int(reply[0]) == 1:
+            raise BacklogFull(int(reply[1]), self.max_backlog)
+        return [bool(int(flag)) for flag in reply[2:]]
+
+    async def ack_events(self, entry_ids: Sequence[str]) -> None:
+        if entry_ids:
+            await self._ack(
+                keys=[self.keys.events, self.keys.backlog],
+                args=[self.keys.matchers_group, *entry_ids],
+            )
+
+    async def ack_trigger_entry(self, entry_id: str) -> None:
+        await self.redis.xack(self.keys.triggers, self.keys.dispatchers_group, entry_id)
+
+    async def reclaim(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[StreamEntry]:
+        """Take over entries another consumer left pending for `min_idle_ms`."""
+        entries: list[StreamEntry] = []
+        start = "0-0"
+        while True:
+            reply = await self.redis.xautoclaim(
+                stream, group, consumer, min_idle_ms, start_id=start, count=count
+            )
+            start, batch = _decode(reply[0]), reply[1]
+            entries += [(_decode(i), _fields(f)) for i, f in batch if f is not None]
+            if start == "0-0" or len(entries) >= count:
+                return entries
+
+    async def backlog(self) -> int:
+        return int(await self.redis.get(self.keys.backlog) or 0)
+
+    # -- match state -------------------------------------------------------------
+    async def record(self, ops: Sequence[RecordOp], version: str) -> list[RecordOutcome]:
+        """Run the record script for each op, pipelined; each op is atomic on its own."""
+        now = _now()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for op in ops:
+                await self._record(
+                    keys=[
+                        self.keys.partition(op.contract, op.partition),
+                        self.keys.triggers,
+                        self.keys.recent,
+                    ],
+                    args=_record_args(op, version, now, self.keys),
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        return [RecordOutcome(_decode(r[0]), _decode(r[1]) or None, int(r[2])) for r in replies]
+
+    async def read_partition(self, contract: str, partition: str) -> PartitionState:
+        raw = await self.redis.hgetall(self.keys.partition(contract, partition))
+        return _partition_state({_decode(k): _decode(v) for k, v in raw.items()})
+
+    async def partitions_of(self, contract: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Known partitions of a contract, newest key first, with their firing state."""
+        prefix = self.keys.partition_prefix(contract)
+        names = sorted(
+            [_decode(k)[len(prefix) :] async for k in self.redis.scan_iter(f"{prefix}*", 1000)],
+            reverse=True,
+        )[:limit]
+        out = []
+        for name in names:
+            gen, fired, trigger = await self.redis.hmget(prefix + name, "gen", "fired", "trigger")
+            out.append(
+                {
+                    "partition": name,
+                    "generation": int(gen or 0),
+                    "fired": fired is not None and int(fired) >= int(gen or 0),
+                    "trigger_id": _decode(trigger) if trigger else None,
+                }
+            )
+        return out
+
+    # -- trigger records ---------------------------------------------------------
+    async def get_trigger(self, trigger_id: str) -> TriggerRecord | None:
+        raw = await self.redis.hgetall(self.keys.trigger(trigger_id))
+        if not raw:
+            return None
+        return TriggerRecord.from_hash({_decode(k): _decode(v) for k, v in raw.items()})
+
+    async def begin_attempt(self, trigger_id: str) -> TriggerRecord | None:
+        key = self.keys.trigger(trigger_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(key, "attempts", 1)
+            pipe.hset(key, mapping={"state": "dispatching", "updated_at": _now().isoformat()})
+            await pipe.execute()
+        return await self.get_trigger(trigger_id)
+
+    async def dispatched(self, trigger_id: str, entry_id: str, ref: str, url: str) -> None:
+        fields = {"state": "succeeded", "downstream_ref": ref, "downstream_url": url}
+        await self._finish(trigger_id, entry_id, fields)
+
+    async def retry_later(self, trigger_id: str, entry_id: str, error: str, due_ms: int) -> None:
+        fields = {"state": "retrying", "last_error": error}
+        await self._finish(trigger_id, entry_id, fields, due_ms=due_ms)
+
+    async def dead_letter(self, trigger_id: str, entry_id: str, error: str) -> None:
+        fields = {"state": "failed", "last_error": error}
+        await self._finish(trigger_id, entry_id, fields, dead=error)
+
+    async def _finish(
+        self,
+        trigger_id: str,
+        entry_id: str,
+        fields: dict[str, str],
+        due_ms: int | None = None,
+        dead: str | None = None,
+    ) -> None:
+        """Record the outcome and ack the stream entry in one transaction."""
+        now = _now().isoformat()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            mapping: dict[Any, Any] = {**fields, "updated_at": now}
+            pipe.hset(self.keys.trigger(trigger_id), mapping=mapping)
+            if due_ms is not None:
+                pipe.zadd(self.keys.retries, {trigger_id: due_ms})
+            if dead is not None:
+                entry: dict[Any, Any] = {"trigger_id": trigger_id, "error": dead, "at": now}
+                pipe.xadd(self.keys.dead_letters, entry)
+            pipe.xack(self.keys.triggers, self.keys.dispatchers_group, entry_id)
+            await pipe.execute()
+
+    async def move_due_retries(self, now_ms: int, count: int = 100) -> int:
+        return int(
+            await self._due(keys=[self.keys.retries, self.keys.triggers], args=[now_ms, count])
+        )
+
+    async def recent_triggers(self, limit: int = 50) -> list[TriggerRecord]:
+        ids = await self.redis.zrevrange(self.keys.recent, 0, limit - 1)
+        records = [await self.get_trigger(_decode(i)) for i in ids if isinstance(i, bytes | str)]
+        return [r for r in records if r is not None]
+
+
+def _record_args(op: RecordOp, version: str, now: datetime, keys: Keys) -> list[Any]:
+    return [
+        "p" if op.partitioned else "u",
+        op.slot,
+        op.payload,
+        op.event_id,
+        op.order,
+        op.status,
+        op.restatement,
+        op.tree,
+        trigger_id_base(op.contract, op.partition),
+        now.isoformat(),
+        keys.trigger_prefix(),
+        op.contract,
+        op.partition,
+        version,
+        int(now.timestamp() * 1000),
+    ]
+
+
+def _partition_state(raw: dict[str, str]) -> PartitionState:
+    successes = {k[2:]: json.loads(v) for k, v in raw.items() if k.startswith("s:")}
+    failures = {k[2:]: json.loads(v) for k, v in raw.items() if k.startswith("f:")}
+    consumed = frozenset(k[2:] for k in raw if k.startswith("c:"))
+    return PartitionState(
+        generation=int(raw.get("gen", 0)),
+        fired=int(raw.get("fired", -1)),
+        trigger_id=raw.get("trigger"),
+        successes=successes,
+        failures=failures,
+        consumed=consumed,
+    )
+
+
+def _decode(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _fields(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {_decode(k): _decode(v) for k, v in raw.items()}
