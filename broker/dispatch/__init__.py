@@ -1,0 +1,1 @@
+"""Dispatch: claimed triggers -> rendered requests -> targets, with retries."""

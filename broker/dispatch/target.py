@@ -1,0 +1,34 @@
+"""The target seam: what every adapter (Airflow, Dagster, Prefect, webhook) implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerRequest:
+    """Start one downstream run. `trigger_id` is the idempotency key; `spec` is rendered."""
+
+    trigger_id: str
+    contract: str
+    partition: str
+    generation: int
+    spec: dict[str, Any]
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the target says it started: its own reference and, if any, a link to it."""
+
+    ref: str
+    url: str = ""
+
+
+class Target(Protocol):
+    async def trigger(self, request: TriggerRequest) -> Receipt:
+        """Start the run, idempotently; raise TargetRejected or TargetUnavailable."""
+        ...
+
+    async def aclose(self) -> None: ...
