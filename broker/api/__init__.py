@@ -1,0 +1,1 @@
+"""The HTTP API: ingestion, contracts, explain, triggers, health."""

@@ -1,0 +1,81 @@
+"""Contracts, explain and triggers over HTTP (the twins of `baton explain`/`triggers`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from broker.api.problems import problem
+from broker.contracts.model import Contract
+from broker.explain import explain
+
+router = APIRouter(tags=["contracts"])
+
+
+def summary(contract: Contract) -> dict[str, Any]:
+    return {
+        "name": contract.name,
+        "description": contract.description,
+        "owner": contract.owner,
+        "partitioned": str(contract.partitioned),
+        "inputs": sorted(contract.input_datasets()),
+        "target": contract.trigger.target,
+        "produces": list(contract.produces),
+    }
+
+
+@router.get("/v1/contracts")
+async def list_contracts(request: Request) -> dict[str, Any]:
+    contracts = request.app.state.contracts
+    return {
+        "version": contracts.version,
+        "contracts": [summary(c) for c in contracts.by_name().values()],
+    }
+
+
+@router.get("/v1/contracts/{name}")
+async def get_contract(name: str, request: Request) -> Response:
+    contract = request.app.state.contracts.by_name().get(name)
+    if contract is None:
+        return problem(404, "Unknown contract", f"no contract named {name!r} is loaded")
+    store = request.app.state.runtime.store
+    partitions = await store.partitions_of(name)
+    body = {
+        **summary(contract),
+        "definition": contract.model_dump(mode="json", exclude_none=True),
+        "partitions": partitions,
+    }
+    return JSONResponse(body)
+
+
+@router.get("/v1/contracts/{name}/partitions/{partition}")
+async def explain_partition(name: str, partition: str, request: Request) -> Response:
+    contract = request.app.state.contracts.by_name().get(name)
+    if contract is None:
+        return problem(404, "Unknown contract", f"no contract named {name!r} is loaded")
+    key = "" if partition == "_" else partition
+    try:
+        report = await explain_from_store(request.app.state.runtime.store, contract, key)
+    except ValueError as exc:
+        return problem(422, "Invalid partition", str(exc), [("partition", str(exc))])
+    return JSONResponse(report)
+
+
+async def explain_from_store(store: Any, contract: Contract, partition: str) -> dict[str, Any]:
+    state = await store.read_partition(contract.name, partition)
+    trigger = await store.get_trigger(state.trigger_id) if state.trigger_id else None
+    return explain(contract, partition, state, trigger).as_dict()
+
+
+@router.get("/v1/triggers", tags=["triggers"])
+async def list_triggers(request: Request, limit: int = 50) -> dict[str, Any]:
+    records = await request.app.state.runtime.store.recent_triggers(max(1, min(limit, 1000)))
+    items = []
+    for record in records:
+        item = asdict(record)
+        item.pop("inputs")
+        items.append(item)
+    return {"triggers": items}

@@ -1,0 +1,206 @@
+"""`baton`: the command line. A composition root: settings in, parts wired, work done."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from broker.errors import BatonError, ConfigError
+from broker.settings import Settings, load_settings
+
+T = TypeVar("T")
+log = logging.getLogger("baton")
+
+
+def _settings(ctx: click.Context) -> Settings:
+    """The settings, loaded on first use (so `baton schema` needs no configuration)."""
+    if not isinstance(ctx.obj, Settings):
+        try:
+            ctx.obj = load_settings(ctx.obj)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
+    settings: Settings = ctx.obj
+    return settings
+
+
+def _run(coro: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(coro())  # type: ignore[arg-type]
+    except BatonError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+@click.option("--config", "config", type=click.Path(), envvar="BATON_CONFIG", help="baton.yaml")
+@click.option("-v", "--verbose", is_flag=True)
+@click.pass_context
+def main(ctx: click.Context, config: str | None, verbose: bool) -> None:
+    """Baton: event-driven cross-DAG trigger broker."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = config
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """API, workers and dispatcher in one process."""
+    from broker.serve import serve  # noqa: PLC0415 - keeps `baton check` light
+
+    _run(lambda: serve(_settings(ctx), api=True, worker=True))
+
+
+@main.command()
+@click.pass_context
+def api(ctx: click.Context) -> None:
+    """The HTTP API alone."""
+    from broker.serve import serve  # noqa: PLC0415
+
+    _run(lambda: serve(_settings(ctx), api=True, worker=False))
+
+
+@main.command()
+@click.option(
+    "--role",
+    type=click.Choice(["all", "match", "dispatch"]),
+    default="all",
+    show_default=True,
+    help="match events into triggers, dispatch triggers, or both",
+)
+@click.pass_context
+def worker(ctx: click.Context, role: str) -> None:
+    """Matcher and dispatcher, without the API."""
+    from broker.serve import serve  # noqa: PLC0415
+
+    _run(lambda: serve(_settings(ctx), api=False, worker=True, role=role))
+
+
+@main.command()
+@click.argument("folder", required=False, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def check(ctx: click.Context, folder: Path | None, as_json: bool) -> None:
+    """Validate contracts; exit 1 with `file:line: message` for each problem."""
+    from broker.contracts.check import check_contracts  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    kinds = {name: target.kind for name, target in settings.targets.items()}
+    contract_set, errors = check_contracts(folder or settings.contracts, kinds)
+    if as_json:
+        click.echo(
+            json.dumps({"version": contract_set.version, "errors": [str(e) for e in errors]})
+        )
+    else:
+        for error in errors:
+            click.echo(str(error), err=True)
+    if errors:
+        sys.exit(1)
+    if not as_json:
+        n = len(contract_set.contracts)
+        click.echo(f"{n} contract{'s' if n != 1 else ''} OK (version {contract_set.version})")
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the contract format, for editors."""
+    from broker.contracts.model import contract_json_schema  # noqa: PLC0415
+
+    click.echo(json.dumps(contract_json_schema(), indent=2))
+
+
+def _meta(values: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--meta")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+@main.command()
+@click.argument("dataset")
+@click.option("--partition", "-p")
+@click.option("--status", type=click.Choice(["success", "failed"]), default="success")
+@click.option("--meta", "-m", multiple=True, help="KEY=VALUE (VALUE parsed as JSON if it can be)")
+@click.option("--event-id")
+@click.option("--producer", default="cli")
+@click.option("--url", help="Baton's API (default: from the config)")
+@click.option("--redis-url", help="publish straight to Redis instead of over HTTP")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def publish(ctx: click.Context, dataset: str, partition: str | None, status: str,
+            meta: tuple[str, ...], event_id: str | None, producer: str, url: str | None,
+            redis_url: str | None, as_json: bool) -> None:  # fmt: skip
+    """Publish one dataset-completion event."""
+    from broker.client import BatonClient  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    target = {"redis_url": redis_url} if redis_url else {"url": url or _api_url(settings)}
+    with BatonClient(**target, namespace=settings.namespace) as client:
+        try:
+            result = client.publish(dataset, partition, status=status, metadata=_meta(meta),
+                                    event_id=event_id, producer=producer)  # fmt: skip
+        except BatonError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        for event_id_ in result.accepted:
+            click.echo(f"accepted {event_id_}")
+        for event_id_ in result.duplicates:
+            click.echo(f"duplicate {event_id_} (already accepted before)")
+
+
+def _api_url(settings: Settings) -> str:
+    host = settings.api.host if settings.api.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return f"http://{host}:{settings.api.port}"
+
+
+@main.command()
+@click.argument("contract")
+@click.argument("partition", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def explain(ctx: click.Context, contract: str, partition: str | None, as_json: bool) -> None:
+    """What is satisfied, what is missing and since when, and the trigger."""
+    from broker.inspect import explain_command  # noqa: PLC0415
+
+    click.echo(_run(lambda: explain_command(_settings(ctx), contract, partition, as_json)))
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def triggers(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """Recent triggers: state, attempts, last error, downstream run."""
+    from broker.inspect import triggers_command  # noqa: PLC0415
+
+    click.echo(_run(lambda: triggers_command(_settings(ctx), limit, as_json)))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True)
+@click.option("--secret", envvar="BATON_SINK_SECRET", help="verify X-Baton-Signature")
+@click.option("--delay", default=0.0, help="seconds to wait before answering")
+def sink(host: str, port: int, secret: str | None, delay: float) -> None:
+    """A local webhook receiver to try Baton with; lists deliveries at GET /."""
+    import uvicorn  # noqa: PLC0415
+
+    from broker.devsink import create_sink  # noqa: PLC0415
+
+    uvicorn.run(create_sink(secret, delay=delay), host=host, port=port, log_level="warning")

@@ -1,0 +1,197 @@
+"""BatonClient: publish dataset-completion events from any Python process.
+
+    client = BatonClient(url="http://127.0.0.1:8000")        # over HTTP
+    client = BatonClient(redis_url="redis://127.0.0.1:6379")  # straight to the stream
+    client.publish("warehouse.orders", partition="2026-11-23", metadata={"row_count": 10})
+
+Every event gets its `event_id` before the first attempt, so a retry (ours, or the
+caller's) can never publish it twice. `AsyncBatonClient` is the same, for asyncio code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from broker.errors import BacklogFull, BatonError
+from broker.events import Event, parse_events
+from broker.ingest import IngestResult, ingest
+from broker.state.keys import Keys
+from broker.state.redis_store import RedisStore
+
+T = TypeVar("T")
+EventLike = Event | Mapping[str, Any]
+_CHUNK = 1000
+
+
+class PublishError(BatonError):
+    """Baton refused the events; `problem` holds its RFC 9457 answer when there is one."""
+
+    def __init__(self, message: str, problem: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem or {}
+
+
+class _Retryable(Exception):
+    pass
+
+
+def make_event(
+    dataset: str,
+    partition: str | None = None,
+    *,
+    status: str = "success",
+    metadata: Mapping[str, Any] | None = None,
+    event_id: str | None = None,
+    producer: str | None = None,
+    occurred_at: datetime | None = None,
+) -> Event:
+    return Event.model_validate(
+        {
+            "dataset": dataset,
+            "partition": partition,
+            "status": status,
+            "metadata": dict(metadata or {}),
+            "event_id": event_id or f"client-{uuid.uuid4().hex}",
+            "producer": producer,
+            "occurred_at": occurred_at,
+        }
+    )
+
+
+def _with_id(event: EventLike) -> Event:
+    parsed = event if isinstance(event, Event) else parse_events(dict(event), 1)[0]
+    if parsed.event_id:
+        return parsed
+    return parsed.model_copy(update={"event_id": f"client-{uuid.uuid4().hex}"})
+
+
+class AsyncBatonClient:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        redis_url: str | None = None,
+        token: str | None = None,
+        namespace: str = "baton",
+        timeout: float = 10.0,
+        attempts: int = 5,
+    ) -> None:
+        if (url is None) == (redis_url is None):
+            raise ValueError("give exactly one of url= or redis_url=")
+        self.url = url.rstrip("/") if url else None
+        self.attempts = attempts
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(timeout=timeout, headers=headers) if url else None
+        self._redis = Redis.from_url(redis_url, socket_timeout=timeout) if redis_url else None
+        self._store = (
+            RedisStore(self._redis, Keys(namespace), max_backlog=10**12, dedup_ttl_s=7 * 86400)
+            if self._redis is not None
+            else None
+        )
+
+    async def publish(
+        self, dataset: str, partition: str | None = None, **fields: Any
+    ) -> IngestResult:
+        return await self.publish_many([make_event(dataset, partition, **fields)])
+
+    async def publish_many(self, events: Iterable[EventLike]) -> IngestResult:
+        """Publish events in chunks of 1,000; returns accepted and duplicate ids."""
+        prepared = [_with_id(e) for e in events]
+        result = IngestResult()
+        for start in range(0, len(prepared), _CHUNK):
+            chunk = prepared[start : start + _CHUNK]
+            part = await self._retrying(lambda c=chunk: self._send(c))  # type: ignore[misc]
+            result.accepted.extend(part.accepted)
+            result.duplicates.extend(part.duplicates)
+        return result
+
+    async def _send(self, events: list[Event]) -> IngestResult:
+        if self._store is not None:
+            try:
+                return await ingest(self._store, events)
+            except (RedisConnectionError, RedisTimeoutError, BacklogFull) as exc:
+                raise _Retryable(str(exc)) from exc
+        return await self._post(events)
+
+    async def _post(self, events: list[Event]) -> IngestResult:
+        assert self._http is not None
+        body = {"events": [e.model_dump(mode="json", exclude_none=True) for e in events]}
+        try:
+            response = await self._http.post(f"{self.url}/v1/events", json=body)
+        except httpx.TransportError as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _Retryable(f"HTTP {response.status_code}: {response.text[:200]}")
+        if response.status_code != 202:
+            problem = _json_or_empty(response)
+            raise PublishError(
+                f"HTTP {response.status_code}: {problem.get('detail', response.text)}", problem
+            )
+        data = response.json()
+        return IngestResult(accepted=data["accepted"], duplicates=data["duplicates"])
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await call()
+            except _Retryable as exc:
+                if attempt == self.attempts:
+                    raise PublishError(f"gave up after {attempt} attempts: {exc}") from exc
+                await asyncio.sleep(min(5.0, 0.1 * 2**attempt) * random.uniform(0.8, 1.2))
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def __aenter__(self) -> AsyncBatonClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class BatonClient:
+    """The synchronous client: AsyncBatonClient run on a private event loop.
+
+    Not for use inside a running event loop; use AsyncBatonClient there."""
+
+    def __init__(self, url: str | None = None, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._client = AsyncBatonClient(url, **kwargs)
+
+    def publish(self, dataset: str, partition: str | None = None, **fields: Any) -> IngestResult:
+        return self._loop.run_until_complete(self._client.publish(dataset, partition, **fields))
+
+    def publish_many(self, events: Iterable[EventLike]) -> IngestResult:
+        return self._loop.run_until_complete(self._client.publish_many(events))
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._client.aclose())
+        self._loop.close()
+
+    def __enter__(self) -> BatonClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

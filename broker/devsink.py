@@ -1,0 +1,63 @@
+"""`baton sink`: a small webhook receiver for trying Baton out and for tests.
+
+It verifies `X-Baton-Signature` when given the secret, prints each delivery, and lists
+what it received at `GET /` (JSON). Deliveries with an `Idempotency-Key` it has already
+seen are recorded as repeats, the way a real target would deduplicate them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from adapters.webhook import sign
+
+log = logging.getLogger("baton.sink")
+
+
+def create_sink(secret: str | None = None, keep: int = 1000, delay: float = 0.0) -> FastAPI:
+    app = FastAPI(title="Baton dev sink")
+    received: list[dict[str, Any]] = []
+    app.state.received = received
+
+    @app.get("/")
+    async def listing() -> dict[str, Any]:
+        keys = [r["idempotency_key"] for r in received]
+        return {"count": len(received), "distinct": len(set(keys)), "deliveries": received}
+
+    @app.api_route("/{path:path}", methods=["POST", "PUT", "PATCH"])
+    async def deliver(path: str, request: Request) -> JSONResponse:
+        body = await request.body()
+        key = request.headers.get("idempotency-key", "")
+        if secret is not None and not _signed(secret, request, body):
+            log.warning("rejected delivery %s: bad signature", key)
+            return JSONResponse({"error": "bad signature"}, status_code=401)
+        repeat = any(r["idempotency_key"] == key for r in received)
+        received.append(_delivery(path, key, repeat, body))
+        del received[:-keep]
+        print(f"sink: {'repeat ' if repeat else ''}delivery {key} -> /{path}", flush=True)
+        if delay:  # answer late, to let tests kill a caller mid-call
+            await asyncio.sleep(delay)
+        return JSONResponse({"received": key, "repeat": repeat})
+
+    return app
+
+
+def _signed(secret: str, request: Request, body: bytes) -> bool:
+    stamp = request.headers.get("x-baton-timestamp", "")
+    given = request.headers.get("x-baton-signature", "")
+    return hmac.compare_digest(given, sign(secret, stamp, body))
+
+
+def _delivery(path: str, key: str, repeat: bool, body: bytes) -> dict[str, Any]:
+    try:
+        parsed: Any = json.loads(body)
+    except ValueError:
+        parsed = body.decode(errors="replace")
+    return {"path": "/" + path, "idempotency_key": key, "repeat": repeat, "body": parsed}

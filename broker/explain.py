@@ -1,0 +1,117 @@
+"""Answer "why hasn't my pipeline run?" for one contract partition. Pure.
+
+Lists every input slot the partition needs: satisfied (by which event, when), failed,
+or missing; whether the condition holds; and the trigger with its state.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from broker.contracts.model import Contract
+from broker.matching.condition import build_tree, holds, leaves, split_slot
+from broker.state.ports import PartitionState, TriggerRecord
+
+
+@dataclass(frozen=True, slots=True)
+class InputStatus:
+    dataset: str
+    partition: str
+    state: str  # satisfied | missing | failed | consumed
+    event_id: str | None = None
+    occurred_at: str | None = None
+    received_at: str | None = None
+    failed_event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    contract: str
+    partition: str
+    condition_holds: bool
+    generation: int
+    inputs: list[InputStatus]
+    trigger: dict[str, Any] | None = None
+    missing: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def explain(
+    contract: Contract, partition: str, state: PartitionState, trigger: TriggerRecord | None
+) -> Explanation:
+    tree = build_tree(contract, partition)
+    unpartitioned = contract.partitioned == "none"
+    present = {s for s in state.successes if not (unpartitioned and s in state.consumed)}
+    inputs = [_status(s, state, present) for s in leaves(tree)]
+    return Explanation(
+        contract=contract.name,
+        partition=partition,
+        condition_holds=holds(tree, present),
+        generation=state.generation,
+        inputs=inputs,
+        trigger=_trigger(trigger),
+        missing=[f"{i.dataset}" + (f"[{i.partition}]" if i.partition else "")
+                 for i in inputs if i.state != "satisfied"],
+    )  # fmt: skip
+
+
+def _status(slot: str, state: PartitionState, present: set[str]) -> InputStatus:
+    dataset, partition = split_slot(slot)
+    success = state.successes.get(slot)
+    failure = state.failures.get(slot)
+    if slot in present and success:
+        kind = "satisfied"
+    elif success:
+        kind = "consumed"
+    else:
+        kind = "failed" if failure else "missing"
+    return InputStatus(
+        dataset=dataset,
+        partition=partition,
+        state=kind,
+        event_id=success.get("event_id") if success else None,
+        occurred_at=success.get("occurred_at") if success else None,
+        received_at=success.get("received_at") if success else None,
+        failed_event_id=failure.get("event_id") if failure else None,
+    )
+
+
+def _trigger(record: TriggerRecord | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    data = asdict(record)
+    data.pop("inputs")
+    return data
+
+
+def render_text(exp: Explanation) -> str:
+    """A person's view of an explanation."""
+    title = f"{exp.contract} [{exp.partition or 'unpartitioned'}]"
+    lines = [title, f"  condition holds: {'yes' if exp.condition_holds else 'no'}"]
+    for item in exp.inputs:
+        where = f"[{item.partition}]" if item.partition else ""
+        detail = f"event {item.event_id} at {item.occurred_at}" if item.event_id else ""
+        if item.failed_event_id and item.state != "satisfied":
+            detail += f" (last failure: {item.failed_event_id})"
+        lines.append(f"  {item.state:<9} {item.dataset}{where} {detail}".rstrip())
+    lines.append(_trigger_line(exp.trigger))
+    return "\n".join(lines)
+
+
+def _trigger_line(trigger: dict[str, Any] | None) -> str:
+    if trigger is None:
+        return "  trigger: none yet"
+    text = f"  trigger: {trigger['id']} {trigger['state']} (attempts {trigger['attempts']})"
+    if trigger.get("downstream_ref"):
+        text += f" -> {trigger['downstream_ref']}"
+    if trigger.get("last_error"):
+        text += f"\n  last error: {trigger['last_error']}"
+    return text
+
+
+def to_json(exp: Explanation) -> str:
+    return json.dumps(exp.as_dict(), indent=2)

@@ -1,0 +1,62 @@
+"""`baton explain` and `baton triggers`: read the state in Redis and render it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from broker.api.contracts import explain_from_store
+from broker.errors import ConfigError
+from broker.explain import Explanation, InputStatus, render_text
+from broker.runtime import Runtime, load_checked
+from broker.settings import Settings
+
+
+async def explain_command(
+    settings: Settings, name: str, partition: str | None, as_json: bool
+) -> str:
+    contract = load_checked(settings).by_name().get(name)
+    if contract is None:
+        raise ConfigError(f"no contract named {name!r} in {settings.contracts}")
+    runtime = await Runtime.open(settings)
+    try:
+        if partition is None and contract.partitioned != "none":
+            known = await runtime.store.partitions_of(name)
+            return _partition_list(name, known, as_json)
+        report = await explain_from_store(runtime.store, contract, partition or "")
+    finally:
+        await runtime.close()
+    if as_json:
+        return json.dumps(report, indent=2)
+    inputs = [InputStatus(**i) for i in report.pop("inputs")]
+    return render_text(Explanation(**report, inputs=inputs))
+
+
+def _partition_list(name: str, known: list[dict[str, object]], as_json: bool) -> str:
+    if as_json:
+        return json.dumps({"contract": name, "partitions": known}, indent=2)
+    if not known:
+        return f"{name}: no events recorded for any partition yet"
+    lines = [f"{name}: partitions with recorded inputs (newest first)"]
+    for item in known:
+        state = f"fired {item['trigger_id']}" if item["fired"] else "waiting"
+        lines.append(f"  {item['partition']}  {state}")
+    lines.append(f"run `baton explain {name} PARTITION` for one of them")
+    return "\n".join(lines)
+
+
+async def triggers_command(settings: Settings, limit: int, as_json: bool) -> str:
+    runtime = await Runtime.open(settings)
+    try:
+        records = await runtime.store.recent_triggers(limit)
+    finally:
+        await runtime.close()
+    if as_json:
+        return json.dumps([{k: v for k, v in asdict(r).items() if k != "inputs"} for r in records])
+    if not records:
+        return "no triggers yet"
+    lines = [f"{'TRIGGER':<44} {'STATE':<11} {'ATT':>3}  DOWNSTREAM / LAST ERROR"]
+    for r in records:
+        tail = r.downstream_ref or r.last_error
+        lines.append(f"{r.id:<44} {r.state:<11} {r.attempts:>3}  {tail}")
+    return "\n".join(lines)

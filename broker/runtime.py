@@ -1,0 +1,88 @@
+"""What every entry point needs: Redis (embedded or configured), the store, the contracts.
+
+A composition helper: it picks the concrete parts from the settings and nothing else
+picks them. `Runtime.close()` releases what `Runtime.open()` started.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from broker.contracts.check import check_contracts
+from broker.contracts.loader import ContractSet
+from broker.contracts.model import Contract
+from broker.embedded_redis import RedisProcess, ensure_embedded
+from broker.errors import ConfigError
+from broker.matching.matcher import Matcher
+from broker.settings import Settings
+from broker.state.keys import Keys
+from broker.state.redis_store import RedisStore
+
+log = logging.getLogger("baton")
+
+
+@dataclass
+class Contracts:
+    """The loaded contract set and the matcher built from it; swapped as a whole."""
+
+    contract_set: ContractSet
+    matcher: Matcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.matcher = Matcher(c.contract for c in self.contract_set.contracts)
+
+    @property
+    def version(self) -> str:
+        return self.contract_set.version
+
+    def by_name(self) -> dict[str, Contract]:
+        return self.matcher.contracts
+
+
+def load_checked(settings: Settings) -> Contracts:
+    """Load and check the contracts folder; any error refuses the whole set."""
+    kinds = {name: target.kind for name, target in settings.targets.items()}
+    contract_set, errors = check_contracts(settings.contracts, kinds)
+    if errors:
+        raise ConfigError("contracts rejected:\n" + "\n".join(str(e) for e in errors))
+    return Contracts(contract_set)
+
+
+def redis_url(settings: Settings) -> tuple[str, RedisProcess | None]:
+    """The configured URL, or the embedded Redis under the data folder."""
+    if settings.redis_url:
+        return settings.redis_url, None
+    url, process = ensure_embedded(settings.data_dir / "redis")
+    if process is not None:
+        log.info("started the embedded Redis (data in %s)", process.data_dir)
+    return url, process
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    url: str
+    redis: Redis
+    store: RedisStore
+    embedded: RedisProcess | None = None
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Runtime:
+        url, embedded = redis_url(settings)
+        redis = Redis.from_url(url, decode_responses=False)
+        store = RedisStore(
+            redis,
+            Keys(settings.namespace),
+            max_backlog=settings.max_backlog,
+            dedup_ttl_s=int(settings.dedup_ttl.total_seconds()),
+        )
+        await store.ensure_groups()
+        return cls(settings, url, redis, store, embedded)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        if self.embedded is not None:
+            self.embedded.stop()
