@@ -1,0 +1,1 @@
+"""`make bench`: Baton's speed next to a raw Redis baseline measured in the same run."""

@@ -1,0 +1,48 @@
+"""Run every benchmark against one fresh redis-server and print one table with ratios.
+
+raw XADD, one per round trip      -> baseline for HTTP single-event ingest
+raw XADD, pipelined by 100        -> baseline for BatonClient batch publishing
+event -> dispatch latency         -> p50/p99 at 1,000 events/s offered
+matching time, 10 vs 100,000 contracts
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks import ingest, latency, matching, raw
+from benchmarks.report import Row, print_table
+from broker.embedded_redis import RedisProcess, free_port
+
+
+async def main() -> None:
+    quick = "--quick" in sys.argv
+    with tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp:
+        server = RedisProcess(data_dir=Path(tmp) / "redis", port=free_port()).start()
+        try:
+            rows = await _run_all(server.url, Path(tmp), quick)
+        finally:
+            server.stop()
+    print_table(rows)
+
+
+async def _run_all(url: str, tmp: Path, quick: bool) -> list[Row]:
+    scale = 5 if quick else 1
+    one = raw.xadd_round_trips(url, 10_000 // scale)
+    piped = raw.xadd_pipelined(url, 100_000 // scale, batch=100)
+    rows = [
+        Row("raw XADD, one per round trip", one, "events/s"),
+        Row("raw XADD, pipelined by 100", piped, "events/s"),
+    ]
+    rows += await ingest.http_single(url, tmp, 10_000 // scale, baseline=one)
+    rows += await ingest.client_batches(url, 100_000 // scale, baseline=piped)
+    rows += await latency.event_to_dispatch(url, tmp, rate=1000, seconds=10 // scale)
+    rows += matching.flat_in_contracts(sizes=(10, 100_000 // scale))
+    return rows
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,60 @@
+"""Start Baton processes for a benchmark, with a config written to a temp folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+BATON = str(Path(sys.executable).parent / "baton")
+
+
+def write_config(
+    tmp: Path, redis_url: str, port: int, contracts: dict[str, str], **extra: Any
+) -> Path:
+    folder = tmp / f"contracts-{port}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in contracts.items():
+        (folder / name).write_text(text)
+    config = {
+        "redis_url": redis_url,
+        "contracts": str(folder),
+        "api": {"host": "127.0.0.1", "port": port},
+        "max_backlog": 10_000_000,
+        **extra,
+    }
+    path = tmp / f"baton-{port}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def start(config: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    env["BATON_CONFIG"] = str(config)
+    with config.with_suffix(f".{args[0]}.log").open("wb") as log:
+        return subprocess.Popen([BATON, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_http(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=0.5).status_code < 500:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
