@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
+import aiohttp
 
 from adapters.webhook import WebhookTarget
 from broker.dispatch.target import Receipt, Target, TriggerRequest
@@ -26,11 +26,14 @@ class NoAdapter:
 
 
 def build_targets(settings: Settings) -> dict[str, Target]:
-    client = httpx.AsyncClient(follow_redirects=False)
+    """One Target per configured target; call inside the running event loop."""
+    webhooks = any(isinstance(c, WebhookConfig) for c in settings.targets.values())
+    session = aiohttp.ClientSession() if webhooks else None
     targets: dict[str, Target] = {}
     for name, config in settings.targets.items():
         if isinstance(config, WebhookConfig):
-            targets[name] = WebhookTarget(name, config, client)
+            assert session is not None
+            targets[name] = WebhookTarget(name, config, session)
         else:
             targets[name] = NoAdapter(name, config.kind)
     return targets

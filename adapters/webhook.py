@@ -13,9 +13,9 @@ import json
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 
-from adapters._http import raise_for_status, translate_errors
+from adapters._http import classify, translate_errors
 from broker.dispatch.target import Receipt, TriggerRequest
 from broker.settings import WebhookTarget as WebhookConfig
 
@@ -36,19 +36,16 @@ def default_body(request: TriggerRequest) -> dict[str, Any]:
 
 
 class WebhookTarget:
-    def __init__(self, name: str, config: WebhookConfig, client: httpx.AsyncClient) -> None:
+    def __init__(self, name: str, config: WebhookConfig, session: aiohttp.ClientSession) -> None:
         self.name = name
         self.config = config
-        self.client = client
+        self.session = session
 
-    async def trigger(self, request: TriggerRequest) -> Receipt:
-        spec = request.spec
-        body = spec.get("body", default_body(request))
-        content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    def _headers(self, request: TriggerRequest, content: bytes) -> dict[str, str]:
         headers = {
             "Content-Type": "application/json",
             **self.config.headers,
-            **spec.get("headers", {}),
+            **request.spec.get("headers", {}),
             "Idempotency-Key": request.trigger_id,
             "X-Baton-Trigger-Id": request.trigger_id,
         }
@@ -58,17 +55,27 @@ class WebhookTarget:
             headers["X-Baton-Signature"] = sign(
                 self.config.secret.get_secret_value(), stamp, content
             )
-        url = spec.get("url") or self.config.url
-        with translate_errors(f"webhook {self.name}"):
-            response = await self.client.request(
-                spec.get("method", "POST"),
+        return headers
+
+    async def trigger(self, request: TriggerRequest) -> Receipt:
+        body = request.spec.get("body", default_body(request))
+        content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        url = request.spec.get("url") or self.config.url
+        label = f"webhook {self.name}"
+        with translate_errors(label):
+            async with self.session.request(
+                request.spec.get("method", "POST"),
                 url,
-                content=content,
-                headers=headers,
-                timeout=self.config.timeout,
-            )
-        raise_for_status(f"webhook {self.name}", response)
-        return Receipt(ref=response.headers.get("X-Request-Id", request.trigger_id), url=url)
+                data=content,
+                headers=self._headers(request, content),
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+                allow_redirects=False,
+            ) as response:
+                text = await response.text(errors="replace")
+                ref = response.headers.get("X-Request-Id", request.trigger_id)
+        classify(label, response.status, text)
+        return Receipt(ref=ref, url=url)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if not self.session.closed:
+            await self.session.close()

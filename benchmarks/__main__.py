@@ -8,7 +8,6 @@ matching time, 10 vs 100,000 contracts
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import tempfile
 from pathlib import Path
@@ -45,4 +44,6 @@ async def _run_all(url: str, tmp: Path, quick: bool) -> list[Row]:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import uvloop
+
+    uvloop.run(main())

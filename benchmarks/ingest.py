@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
-import httpx
-
-from benchmarks import procs
+from benchmarks import loadgen, procs
 from benchmarks.report import Row
 from broker.client import AsyncBatonClient
 from broker.embedded_redis import free_port
@@ -23,7 +20,7 @@ async def http_single(url: str, tmp: Path, n: int, baseline: float) -> list[Row]
     api = procs.start(config, "api")
     try:
         procs.wait_http(f"http://127.0.0.1:{port}/healthz")
-        rate = await _post_singles(f"http://127.0.0.1:{port}/v1/events", n, concurrency=16)
+        rate = await _post_singles(f"http://127.0.0.1:{port}", n, connections=16)
     finally:
         procs.stop(api)
     return [
@@ -33,21 +30,14 @@ async def http_single(url: str, tmp: Path, n: int, baseline: float) -> list[Row]
     ]
 
 
-async def _post_singles(endpoint: str, n: int, concurrency: int) -> float:
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits) as client:
-        counter = iter(range(n))
+async def _post_singles(base: str, n: int, connections: int) -> float:
+    host = base.removeprefix("http://")
 
-        async def loop() -> None:
-            for i in counter:
-                answer = await client.post(
-                    endpoint, json={"dataset": "bench.in", "event_id": f"s{i}"}
-                )
-                assert answer.status_code == 202, answer.text
+    def make(i: int) -> bytes:
+        body = b'{"dataset":"bench.in","partition":"2026-11-23","event_id":"s%d"}' % i
+        return loadgen.request(host, "/v1/events", body)
 
-        start = time.perf_counter()
-        await asyncio.gather(*(loop() for _ in range(concurrency)))
-        return n / (time.perf_counter() - start)
+    return await loadgen.post_many(base, make, n, connections)
 
 
 async def client_batches(url: str, n: int, baseline: float) -> list[Row]:

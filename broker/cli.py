@@ -31,8 +31,16 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _run(coro: Callable[[], Awaitable[T]]) -> T:
+    """Run on uvloop where it is installed: Baton's hot paths are all in the event loop."""
     try:
-        return asyncio.run(coro())  # type: ignore[arg-type]
+        import uvloop  # noqa: PLC0415
+
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(coro())  # type: ignore[arg-type]
     except BatonError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -47,6 +55,8 @@ def main(ctx: click.Context, config: str | None, verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # One line per HTTP request to a target is noise; Baton logs each dispatch itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     ctx.obj = config
 
 

@@ -31,6 +31,7 @@ from broker.state.redis_store import RedisStore
 T = TypeVar("T")
 EventLike = Event | Mapping[str, Any]
 _CHUNK = 1000
+_IN_FLIGHT = 4
 
 
 class PublishError(BatonError):
@@ -69,10 +70,14 @@ def make_event(
 
 
 def _with_id(event: EventLike) -> Event:
-    parsed = event if isinstance(event, Event) else parse_events(dict(event), 1)[0]
-    if parsed.event_id:
-        return parsed
-    return parsed.model_copy(update={"event_id": f"client-{uuid.uuid4().hex}"})
+    """Validated, with an `event_id` fixed before the first attempt."""
+    if isinstance(event, Event):
+        if event.event_id:
+            return event
+        return event.model_copy(update={"event_id": f"client-{uuid.uuid4().hex}"})
+    data = dict(event)
+    data.setdefault("event_id", f"client-{uuid.uuid4().hex}")
+    return parse_events(data, 1)[0]
 
 
 class AsyncBatonClient:
@@ -107,10 +112,16 @@ class AsyncBatonClient:
     async def publish_many(self, events: Iterable[EventLike]) -> IngestResult:
         """Publish events in chunks of 1,000; returns accepted and duplicate ids."""
         prepared = [_with_id(e) for e in events]
+        chunks = [prepared[i : i + _CHUNK] for i in range(0, len(prepared), _CHUNK)]
+        # A few chunks in flight at once, so encoding one overlaps sending another.
+        gate = asyncio.Semaphore(_IN_FLIGHT)
+
+        async def send(chunk: list[Event]) -> IngestResult:
+            async with gate:
+                return await self._retrying(lambda: self._send(chunk))
+
         result = IngestResult()
-        for start in range(0, len(prepared), _CHUNK):
-            chunk = prepared[start : start + _CHUNK]
-            part = await self._retrying(lambda c=chunk: self._send(c))  # type: ignore[misc]
+        for part in await asyncio.gather(*(send(c) for c in chunks)):
             result.accepted.extend(part.accepted)
             result.duplicates.extend(part.duplicates)
         return result

@@ -68,10 +68,14 @@ class Event(BaseModel):
         """This event with `event_id` and `occurred_at` filled in."""
         return self.model_copy(
             update={
-                "event_id": self.event_id or f"baton-{uuid.uuid4().hex}",
+                "event_id": self.event_id or new_event_id(),
                 "occurred_at": self.occurred_at or received_at,
             }
         )
+
+
+def new_event_id() -> str:
+    return f"baton-{uuid.uuid4().hex}"
 
 
 class Batch(BaseModel):
@@ -117,11 +121,21 @@ def _field_errors(exc: ValidationError, prefix: str) -> list[tuple[str, str]]:
     return out
 
 
-def to_wire(event: Event, received_at: datetime) -> str:
-    """The stream encoding: compact JSON with `received_at`; the event must be completed."""
-    data = event.model_dump(mode="json", exclude_none=True)
-    data["received_at"] = received_at.astimezone(UTC).isoformat()
-    return json.dumps(data, separators=(",", ":"))
+def to_wire(event: Event, received_at: datetime | str, event_id: str | None = None) -> str:
+    """The stream encoding: compact JSON with `received_at`, and the `event_id` and
+    `occurred_at` defaults filled in (spliced in as text: this is the ingest hot path,
+    so a batch passes `received_at` once, already formatted)."""
+    received = received_at if isinstance(received_at, str) else wire_time(received_at)
+    head = '{"received_at":"' + received + '"'
+    if event.event_id is None:
+        head += ',"event_id":' + json.dumps(event_id or new_event_id())
+    if event.occurred_at is None:
+        head += ',"occurred_at":"' + received + '"'
+    return head + "," + event.model_dump_json(exclude_none=True)[1:]
+
+
+def wire_time(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat()
 
 
 def from_wire(payload: str | bytes) -> tuple[Event, datetime]:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from broker.events import Event, to_wire
+from broker.events import Event, new_event_id, to_wire, wire_time
 from broker.state.ports import EventLog
 
 
@@ -26,10 +26,12 @@ async def ingest(
     log: EventLog, events: Sequence[Event], now: datetime | None = None
 ) -> IngestResult:
     """Append `events`; an `event_id` seen before is reported as a duplicate, not added."""
-    received = now or datetime.now(UTC)
-    completed = [e.completed(received) for e in events]
-    flags = await log.append([(str(e.event_id), to_wire(e, received)) for e in completed])
+    received = wire_time(now or datetime.now(UTC))
+    ids = [e.event_id or new_event_id() for e in events]
+    flags = await log.append(
+        [(i, to_wire(e, received, i)) for e, i in zip(events, ids, strict=True)]
+    )
     result = IngestResult()
-    for event, accepted in zip(completed, flags, strict=True):
-        (result.accepted if accepted else result.duplicates).append(str(event.event_id))
+    for event_id, accepted in zip(ids, flags, strict=True):
+        (result.accepted if accepted else result.duplicates).append(event_id)
     return result

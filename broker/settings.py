@@ -106,6 +106,8 @@ class WorkerSettings(_Strict):
     read_count: int = Field(100, ge=1)
     # How many entries the reclaim loop takes per XAUTOCLAIM call.
     reclaim_count: int = Field(100, ge=1)
+    # How many target calls one worker has in flight at once.
+    dispatch_concurrency: int = Field(16, ge=1, le=1000)
 
 
 class Settings(BaseSettings):

@@ -43,6 +43,7 @@ class Worker:
         self.store = runtime.store
         self.contracts = contracts
         self.name = consumer_name()
+        self._dispatching = asyncio.Semaphore(runtime.settings.worker.dispatch_concurrency)
         # Late-bound on purpose: a reload swaps self.contracts as a whole.
         self.dispatcher = Dispatcher(
             self.store,
@@ -66,20 +67,26 @@ class Worker:
             ops += plan.ops
             for reason in plan.skipped:
                 log.info("event %s not matched: %s", event.event_id, reason)
-        outcomes = await self.store.record(ops, self.contracts.version) if ops else []
-        await self.store.ack_events([entry_id for entry_id, _ in entries])
+        ids = [entry_id for entry_id, _ in entries]
+        outcomes = await self.store.record(ops, self.contracts.version, ack=ids)
         for outcome in outcomes:
             if outcome.trigger_id:
                 log.info("claimed trigger %s", outcome.trigger_id)
         return outcomes
 
     async def process_triggers(self, entries: Sequence[StreamEntry]) -> list[str]:
-        """Dispatch a batch of claimed triggers concurrently; each acks itself."""
-        return list(
-            await asyncio.gather(
-                *(self.dispatcher.handle(entry_id, f["t"]) for entry_id, f in entries)
-            )
-        )
+        """Dispatch a batch of claimed triggers, a bounded number at a time; each acks
+        itself, and one that fails unexpectedly stays pending for the reclaim loop
+        without holding back the others."""
+        return list(await asyncio.gather(*(self._dispatch_one(e, f) for e, f in entries)))
+
+    async def _dispatch_one(self, entry_id: str, fields: dict[str, str]) -> str:
+        async with self._dispatching:
+            try:
+                return await self.dispatcher.handle(entry_id, fields["t"])
+            except Exception:  # left pending: reclaimed after claim_idle
+                log.exception("dispatching entry %s failed; it will be retried", entry_id)
+                return "pending"
 
     # -- FastStream wiring ----------------------------------------------------------
     def build_broker(self, match: bool = True, dispatch: bool = True) -> RedisBroker:

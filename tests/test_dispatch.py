@@ -98,7 +98,7 @@ async def test_a_redelivered_entry_after_success_is_not_sent_again(store: RedisS
     entry, tid = await claimed(store)
     target = Scripted(None)
     await dispatcher(store, target).handle(entry, tid)
-    assert await dispatcher(store, target).handle(entry, tid) == "succeeded"
+    assert await dispatcher(store, target).handle(entry, tid) == "done"
     assert len(target.requests) == 1
 
 

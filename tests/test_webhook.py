@@ -1,16 +1,21 @@
-"""The webhook target: signature, idempotency key, and how failures are classified."""
+"""The webhook target against a real local HTTP server that misbehaves on request."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 import pytest
+from aiohttp import web
 
 from adapters.webhook import WebhookTarget
 from broker.dispatch.target import TriggerRequest
+from broker.embedded_redis import free_port
 from broker.errors import TargetRejected, TargetUnavailable
 from broker.settings import WebhookTarget as WebhookConfig
 
@@ -23,65 +28,83 @@ REQUEST = TriggerRequest(
 )
 
 
-def target(handler: httpx.MockTransport, secret: str | None = "k") -> WebhookTarget:
-    config = WebhookConfig(kind="webhook", url="http://hooks.test/in", secret=secret)
-    return WebhookTarget("hook", config, httpx.AsyncClient(transport=handler))
+@dataclass
+class Receiver:
+    """A real HTTP server; `answer` decides each response (the fault to inject)."""
+
+    url: str
+    seen: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    answer: Callable[[], web.StreamResponse] = lambda: web.Response(status=200)
+    delay: float = 0.0
 
 
-async def test_a_signed_request_carries_the_trigger_id_as_idempotency_key() -> None:
-    seen: list[httpx.Request] = []
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    port = free_port()
+    box = Receiver(f"http://127.0.0.1:{port}/in")
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200)
+    async def handle(request: web.Request) -> web.StreamResponse:
+        box.seen.append((dict(request.headers), await request.read()))
+        await asyncio.sleep(box.delay)
+        return box.answer()
 
-    receipt = await target(httpx.MockTransport(handle)).trigger(REQUEST)
-    request = seen[0]
-    assert request.headers["idempotency-key"] == REQUEST.trigger_id
-    assert request.headers["x-team"] == "analytics"
-    assert json.loads(request.content) == {"day": "2026-11-23"}
-    stamp = request.headers["x-baton-timestamp"]
-    mac = hmac.new(b"k", stamp.encode() + b"." + request.content, hashlib.sha256)
-    assert request.headers["x-baton-signature"] == "sha256=" + mac.hexdigest()
-    assert receipt.ref == REQUEST.trigger_id
+    app = web.Application()
+    app.router.add_post("/in", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield box
+    await runner.cleanup()
 
 
-async def test_without_a_secret_nothing_is_signed() -> None:
-    seen: list[httpx.Request] = []
+async def fire(url: str, secret: str | None = "k", timeout: float = 5.0) -> str:
+    config = WebhookConfig(kind="webhook", url=url, secret=secret, timeout=timeout)
+    async with aiohttp.ClientSession() as session:
+        receipt = await WebhookTarget("hook", config, session).trigger(REQUEST)
+    return receipt.ref
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(204)
 
-    await target(httpx.MockTransport(handle), secret=None).trigger(REQUEST)
-    assert "x-baton-signature" not in seen[0].headers
+async def test_a_signed_request_carries_the_trigger_id_as_idempotency_key(
+    receiver: Receiver,
+) -> None:
+    ref = await fire(receiver.url)
+    headers, body = receiver.seen[0]
+    assert headers["Idempotency-Key"] == REQUEST.trigger_id
+    assert headers["X-Team"] == "analytics"
+    assert json.loads(body) == {"day": "2026-11-23"}
+    stamp = headers["X-Baton-Timestamp"]
+    mac = hmac.new(b"k", stamp.encode() + b"." + body, hashlib.sha256)
+    assert headers["X-Baton-Signature"] == "sha256=" + mac.hexdigest()
+    assert ref == REQUEST.trigger_id
+
+
+async def test_without_a_secret_nothing_is_signed(receiver: Receiver) -> None:
+    await fire(receiver.url, secret=None)
+    assert "X-Baton-Signature" not in receiver.seen[0][0]
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429, 408])
-async def test_server_errors_and_throttling_are_transient(status: int) -> None:
-    hook = target(httpx.MockTransport(lambda r: httpx.Response(status, text="busy")))
+async def test_server_errors_and_throttling_are_transient(receiver: Receiver, status: int) -> None:
+    receiver.answer = lambda: web.Response(status=status, text="busy")
     with pytest.raises(TargetUnavailable, match=f"HTTP {status}: busy"):
-        await hook.trigger(REQUEST)
+        await fire(receiver.url)
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
-async def test_client_errors_are_permanent_and_quote_the_target(status: int) -> None:
-    hook = target(httpx.MockTransport(lambda r: httpx.Response(status, text="no such dag")))
+async def test_client_errors_are_permanent_and_quote_the_target(
+    receiver: Receiver, status: int
+) -> None:
+    receiver.answer = lambda: web.Response(status=status, text="no such dag")
     with pytest.raises(TargetRejected, match="no such dag"):
-        await hook.trigger(REQUEST)
+        await fire(receiver.url)
 
 
-async def test_a_dropped_connection_is_transient() -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection reset", request=request)
-
-    with pytest.raises(TargetUnavailable, match="ConnectError"):
-        await target(httpx.MockTransport(handle)).trigger(REQUEST)
+async def test_a_refused_connection_is_transient() -> None:
+    with pytest.raises(TargetUnavailable, match="webhook hook"):
+        await fire(f"http://127.0.0.1:{free_port()}/in")
 
 
-async def test_a_timeout_is_transient() -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("slow", request=request)
-
+async def test_a_timeout_is_transient(receiver: Receiver) -> None:
+    receiver.delay = 2.0
     with pytest.raises(TargetUnavailable, match="timed out"):
-        await target(httpx.MockTransport(handle)).trigger(REQUEST)
+        await fire(receiver.url, timeout=0.3)

@@ -42,6 +42,7 @@ class RedisStore:
         self._ack = _script(redis, "ack")
         self._record = _script(redis, "record")
         self._due = _script(redis, "due")
+        self._begin = _script(redis, "begin")
 
     async def ensure_groups(self) -> None:
         """Create both consumer groups at the start of their streams (not at `$`),
@@ -67,13 +68,6 @@ class RedisStore:
             raise BacklogFull(int(reply[1]), self.max_backlog)
         return [bool(int(flag)) for flag in reply[2:]]
 
-    async def ack_events(self, entry_ids: Sequence[str]) -> None:
-        if entry_ids:
-            await self._ack(
-                keys=[self.keys.events, self.keys.backlog],
-                args=[self.keys.matchers_group, *entry_ids],
-            )
-
     async def ack_trigger_entry(self, entry_id: str) -> None:
         await self.redis.xack(self.keys.triggers, self.keys.dispatchers_group, entry_id)
 
@@ -96,8 +90,11 @@ class RedisStore:
         return int(await self.redis.get(self.keys.backlog) or 0)
 
     # -- match state -------------------------------------------------------------
-    async def record(self, ops: Sequence[RecordOp], version: str) -> list[RecordOutcome]:
-        """Run the record script for each op, pipelined; each op is atomic on its own."""
+    async def record(
+        self, ops: Sequence[RecordOp], version: str, ack: Sequence[str] = ()
+    ) -> list[RecordOutcome]:
+        """Run the record script for each op, pipelined (each op atomic on its own), then
+        ack the `ack` event entries in the same round trip, after the records ran."""
         now = _now()
         async with self.redis.pipeline(transaction=False) as pipe:
             for op in ops:
@@ -110,7 +107,14 @@ class RedisStore:
                     args=_record_args(op, version, now, self.keys),
                     client=pipe,
                 )
+            if ack:
+                await self._ack(
+                    keys=[self.keys.events, self.keys.backlog],
+                    args=[self.keys.matchers_group, *ack],
+                    client=pipe,
+                )
             replies = await pipe.execute()
+        replies = replies[: len(ops)]
         return [RecordOutcome(_decode(r[0]), _decode(r[1]) or None, int(r[2])) for r in replies]
 
     async def read_partition(self, contract: str, partition: str) -> PartitionState:
@@ -145,12 +149,12 @@ class RedisStore:
         return TriggerRecord.from_hash({_decode(k): _decode(v) for k, v in raw.items()})
 
     async def begin_attempt(self, trigger_id: str) -> TriggerRecord | None:
-        key = self.keys.trigger(trigger_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(key, "attempts", 1)
-            pipe.hset(key, mapping={"state": "dispatching", "updated_at": _now().isoformat()})
-            await pipe.execute()
-        return await self.get_trigger(trigger_id)
+        """Count an attempt and return the record; None if missing or already done."""
+        flat = await self._begin(keys=[self.keys.trigger(trigger_id)], args=[_now().isoformat()])
+        if not flat:
+            return None
+        pairs = iter(_decode(v) for v in flat)
+        return TriggerRecord.from_hash(dict(zip(pairs, pairs, strict=True)))
 
     async def dispatched(self, trigger_id: str, entry_id: str, ref: str, url: str) -> None:
         fields = {"state": "succeeded", "downstream_ref": ref, "downstream_url": url}
