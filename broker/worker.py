@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from broker.dispatch.target import Target
 from broker.events import from_wire
 from broker.matching.matcher import RecordOp
 from broker.runtime import Contracts, Runtime
-from broker.state.ports import RecordOutcome, StreamEntry
+from broker.state.ports import RecordOutcome, StreamEntry, TriggerRecord
 
 log = logging.getLogger("baton.worker")
 
@@ -43,7 +44,10 @@ class Worker:
         self.store = runtime.store
         self.contracts = contracts
         self.name = consumer_name()
-        self._dispatching = asyncio.Semaphore(runtime.settings.worker.dispatch_concurrency)
+        self._slots = asyncio.Semaphore(runtime.settings.worker.dispatch_concurrency)
+        self._in_flight: set[asyncio.Task[str]] = set()
+        # The consumer name claims deliver their trigger to ("" when not dispatching).
+        self.deliver_to = ""
         # Late-bound on purpose: a reload swaps self.contracts as a whole.
         self.dispatcher = Dispatcher(
             self.store,
@@ -68,29 +72,74 @@ class Worker:
             for reason in plan.skipped:
                 log.info("event %s not matched: %s", event.event_id, reason)
         ids = [entry_id for entry_id, _ in entries]
-        outcomes = await self.store.record(ops, self.contracts.version, ack=ids)
-        for outcome in outcomes:
+        outcomes = await self.store.record(
+            ops, self.contracts.version, ack=ids, deliver_to=self.deliver_to
+        )
+        for op, outcome in zip(ops, outcomes, strict=True):
             if outcome.trigger_id:
                 log.info("claimed trigger %s", outcome.trigger_id)
+            if outcome.delivered_entry is not None:
+                await self._start(self._delivered(op, outcome))
         return outcomes
 
+    async def _delivered(self, op: RecordOp, outcome: RecordOutcome) -> str:
+        """Dispatch the entry the claim delivered: our own trigger straight away (its
+        attempt already counted), or an older one through the usual path."""
+        entry, tid = outcome.delivered_entry, outcome.delivered_trigger
+        assert entry is not None and tid is not None
+        if not outcome.delivered_own:
+            return await self.dispatcher.handle(entry, tid)
+        record = TriggerRecord(
+            id=tid, contract=op.contract, partition=op.partition,
+            generation=outcome.generation, state="dispatching", attempts=1,
+            created_at="", updated_at="", inputs=json.loads(outcome.inputs or "{}"),
+        )  # fmt: skip
+        return await self.dispatcher.dispatch(entry, record)
+
     async def process_triggers(self, entries: Sequence[StreamEntry]) -> list[str]:
-        """Dispatch a batch of claimed triggers, a bounded number at a time; each acks
-        itself, and one that fails unexpectedly stays pending for the reclaim loop
-        without holding back the others."""
-        return list(await asyncio.gather(*(self._dispatch_one(e, f) for e, f in entries)))
+        """Dispatch a batch of claimed triggers, a bounded number at a time, and wait
+        for all of them (the reclaim path)."""
+
+        async def bounded(entry_id: str, fields: dict[str, str]) -> str:
+            async with self._slots:
+                return await self._dispatch_one(entry_id, fields)
+
+        return list(await asyncio.gather(*(bounded(e, f) for e, f in entries)))
+
+    async def start_triggers(self, entries: Sequence[StreamEntry]) -> None:
+        """Hand each trigger to its own task as soon as a dispatch slot is free, and
+        return once all have *started*: a slow target call never holds back the
+        triggers read after it (the live path)."""
+        for entry_id, fields in entries:
+            await self._start(self.dispatcher.handle(entry_id, fields["t"]))
+
+    async def _start(self, dispatch: Coroutine[Any, Any, str]) -> None:
+        await self._slots.acquire()
+        task = asyncio.create_task(self._guarded(dispatch, release=True))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
 
     async def _dispatch_one(self, entry_id: str, fields: dict[str, str]) -> str:
-        async with self._dispatching:
-            try:
-                return await self.dispatcher.handle(entry_id, fields["t"])
-            except Exception:  # left pending: reclaimed after claim_idle
-                log.exception("dispatching entry %s failed; it will be retried", entry_id)
-                return "pending"
+        return await self._guarded(self.dispatcher.handle(entry_id, fields["t"]))
+
+    async def _guarded(self, dispatch: Coroutine[Any, Any, str], release: bool = False) -> str:
+        """Each trigger acks itself; one that fails unexpectedly stays pending for the
+        reclaim loop without holding back the others."""
+        try:
+            return await dispatch
+        except Exception:  # left pending: reclaimed after claim_idle
+            log.exception("a dispatch failed; its entry stays pending and will be retried")
+            return "pending"
+        finally:
+            if release:
+                self._slots.release()
 
     # -- FastStream wiring ----------------------------------------------------------
     def build_broker(self, match: bool = True, dispatch: bool = True) -> RedisBroker:
-        broker = RedisBroker(self.runtime.url, logger=log, graceful_timeout=10)
+        # FastStream logs every message at INFO; Baton logs what matters itself.
+        quiet = logging.getLogger("baton.faststream")
+        quiet.setLevel(logging.WARNING)
+        broker = RedisBroker(self.runtime.url, logger=quiet, graceful_timeout=10)
         read = self.runtime.settings.worker.read_count
 
         if match:
@@ -123,7 +172,7 @@ class Worker:
             ack_policy=AckPolicy.MANUAL,
         )  # fmt: skip
         async def on_triggers(msg: RedisBatchStreamMessage) -> None:
-            await self.process_triggers(_entries(msg))
+            await self.start_triggers(_entries(msg))
 
     # -- background loops -------------------------------------------------------------
     async def reclaim_events(self) -> int:
@@ -177,6 +226,7 @@ class Worker:
                 await asyncio.wait_for(stop.wait(), timeout=0.2)
 
     async def run(self, stop: asyncio.Event, match: bool = True, dispatch: bool = True) -> None:
+        self.deliver_to = self.name if dispatch else ""
         broker = self.build_broker(match, dispatch)
         await broker.start()
         log.info("worker %s consuming (contracts version %s)", self.name, self.contracts.version)
@@ -184,6 +234,8 @@ class Worker:
             await self.background(stop, match, dispatch)
         finally:
             await broker.stop()
+            if self._in_flight:  # let started dispatches record their outcome
+                await asyncio.wait(self._in_flight, timeout=10)
 
 
 def _entries(msg: RedisBatchStreamMessage) -> list[StreamEntry]:

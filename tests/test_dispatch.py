@@ -150,3 +150,19 @@ def test_jitter_stays_within_its_band() -> None:
     waits = [delay(policy, 1, rng).total_seconds() for _ in range(200)]
     assert min(waits) >= 8 and max(waits) <= 12
     assert max(waits) - min(waits) > 1
+
+
+async def test_a_claim_can_deliver_its_trigger_to_the_claiming_worker(store: RedisStore) -> None:
+    event = Event(dataset="orders", partition="2026-11-23", event_id="o1").completed(
+        datetime(2026, 11, 24, tzinfo=UTC)
+    )
+    plan = Matcher([CONTRACT]).plan(event, datetime(2026, 11, 24, tzinfo=UTC), "1-0")
+    [outcome] = await store.record(plan.ops, "v1", deliver_to="worker-a")
+    assert outcome.delivered_own
+    record = await store.get_trigger("baton:report:2026-11-23:0")
+    assert record is not None and (record.state, record.attempts) == ("dispatching", 1)
+    pending = await store.redis.xpending("baton:triggers", "dispatchers")
+    assert pending["pending"] == 1
+    assert pending["consumers"] == [{"name": b"worker-a", "pending": 1}]
+    # The entry is the claimer's now: another dispatcher reading new entries gets nothing.
+    assert await store.redis.xreadgroup("dispatchers", "worker-b", {"baton:triggers": ">"}) == []

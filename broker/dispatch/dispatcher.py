@@ -66,6 +66,10 @@ class Dispatcher:
         if started is None:  # unknown, or done before this redelivery
             await self.store.ack_trigger_entry(entry_id)
             return "done"
+        return await self.dispatch(entry_id, started)
+
+    async def dispatch(self, entry_id: str, started: TriggerRecord) -> str:
+        """Dispatch a trigger whose attempt is already counted (state `dispatching`)."""
         contract = self.contracts().get(started.contract)
         if contract is None:
             return await self._dead(started, entry_id, "the contract is no longer loaded")

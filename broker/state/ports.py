@@ -20,6 +20,15 @@ class RecordOutcome:
     outcome: str  # fired | recorded | duplicate | stale | ignored | failed
     trigger_id: str | None
     generation: int
+    # Set when the claim also delivered a trigger entry to this worker (see record.lua).
+    delivered_entry: str | None = None
+    delivered_trigger: str | None = None
+    inputs: str | None = None
+
+    @property
+    def delivered_own(self) -> bool:
+        """The entry delivered is the trigger just claimed, its first attempt counted."""
+        return self.delivered_entry is not None and self.delivered_trigger == self.trigger_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +84,7 @@ class EventLog(Protocol):
 
 class MatchState(Protocol):
     async def record(
-        self, ops: Sequence[RecordOp], version: str, ack: Sequence[str] = ()
+        self, ops: Sequence[RecordOp], version: str, ack: Sequence[str] = (), deliver_to: str = ""
     ) -> list[RecordOutcome]: ...
     async def read_partition(self, contract: str, partition: str) -> PartitionState: ...
 

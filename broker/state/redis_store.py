@@ -91,10 +91,11 @@ class RedisStore:
 
     # -- match state -------------------------------------------------------------
     async def record(
-        self, ops: Sequence[RecordOp], version: str, ack: Sequence[str] = ()
+        self, ops: Sequence[RecordOp], version: str, ack: Sequence[str] = (), deliver_to: str = ""
     ) -> list[RecordOutcome]:
         """Run the record script for each op, pipelined (each op atomic on its own), then
-        ack the `ack` event entries in the same round trip, after the records ran."""
+        ack the `ack` event entries in the same round trip, after the records ran.
+        With `deliver_to`, each firing also reads a trigger entry for that consumer."""
         now = _now()
         async with self.redis.pipeline(transaction=False) as pipe:
             for op in ops:
@@ -104,7 +105,7 @@ class RedisStore:
                         self.keys.triggers,
                         self.keys.recent,
                     ],
-                    args=_record_args(op, version, now, self.keys),
+                    args=[*_record_args(op, version, now, self.keys), deliver_to],
                     client=pipe,
                 )
             if ack:
@@ -114,8 +115,7 @@ class RedisStore:
                     client=pipe,
                 )
             replies = await pipe.execute()
-        replies = replies[: len(ops)]
-        return [RecordOutcome(_decode(r[0]), _decode(r[1]) or None, int(r[2])) for r in replies]
+        return [_outcome(r) for r in replies[: len(ops)]]
 
     async def read_partition(self, contract: str, partition: str) -> PartitionState:
         raw = await self.redis.hgetall(self.keys.partition(contract, partition))
@@ -217,7 +217,20 @@ def _record_args(op: RecordOp, version: str, now: datetime, keys: Keys) -> list[
         op.partition,
         version,
         int(now.timestamp() * 1000),
+        keys.dispatchers_group,
     ]
+
+
+def _outcome(reply: list[Any]) -> RecordOutcome:
+    extra = [_decode(v) for v in reply[3:6]] if len(reply) > 3 else [None, None, None]
+    return RecordOutcome(
+        outcome=_decode(reply[0]),
+        trigger_id=_decode(reply[1]) or None,
+        generation=int(reply[2]),
+        delivered_entry=extra[0],
+        delivered_trigger=extra[1],
+        inputs=extra[2],
+    )
 
 
 def _partition_state(raw: dict[str, str]) -> PartitionState:

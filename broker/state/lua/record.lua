@@ -11,13 +11,17 @@
 --      4b. policy ignore             -> recorded, nothing fires
 --      4c. policy retrigger          -> next generation, evaluated below
 --   5. record, evaluate the condition tree, and claim the firing if it holds
+--   6. with a consumer name given, deliver the oldest undelivered trigger entry to it
+--      in this same call (usually the one just claimed), so the claiming worker can
+--      dispatch at once; the entry sits in its pending list like any XREADGROUP read
 -- Unpartitioned contracts (mode 'u') count only inputs not consumed by the last trigger.
 --
 -- KEYS[1] partition hash, KEYS[2] triggers stream, KEYS[3] recent-triggers zset
 -- ARGV: 1 mode (p|u), 2 slot, 3 event json, 4 event_id, 5 order key, 6 status,
 --       7 policy, 8 condition tree json, 9 trigger id base, 10 now iso,
---       11 trigger key prefix, 12 contract, 13 partition, 14 contract version, 15 now ms
--- Returns {outcome, trigger_id, generation}
+--       11 trigger key prefix, 12 contract, 13 partition, 14 contract version, 15 now ms,
+--       16 dispatcher group, 17 consumer to deliver to ('' = none)
+-- Returns {outcome, trigger_id, generation, delivered entry id, delivered trigger id, inputs}
 local h, slot, mode = KEYS[1], ARGV[2], ARGV[1]
 
 if ARGV[6] == 'failed' then
@@ -84,11 +88,20 @@ if mode == 'u' then
   for _, s in ipairs(slots) do redis.call('HSET', h, 'c:' .. s, '1') end
   redis.call('HSET', h, 'gen', gen + 1)
 end
+local inputs = '{' .. table.concat(parts, ',') .. '}'
 redis.call('HSET', h, 'fired', gen, 'trigger', tid)
 redis.call('HSET', ARGV[11] .. tid, 'id', tid, 'contract', ARGV[12], 'partition', ARGV[13],
   'generation', gen, 'state', 'pending', 'attempts', 0, 'created_at', ARGV[10],
-  'updated_at', ARGV[10], 'inputs', '{' .. table.concat(parts, ',') .. '}',
-  'contract_version', ARGV[14])
+  'updated_at', ARGV[10], 'inputs', inputs, 'contract_version', ARGV[14])
 redis.call('XADD', KEYS[2], '*', 't', tid)
 redis.call('ZADD', KEYS[3], ARGV[15], tid)
-return {'fired', tid, gen}
+if ARGV[17] == '' then return {'fired', tid, gen} end
+local read = redis.call('XREADGROUP', 'GROUP', ARGV[16], ARGV[17], 'COUNT', 1,
+  'STREAMS', KEYS[2], '>')
+local entry = read[1][2][1]
+local delivered = entry[2][2]
+if delivered == tid then
+  -- The claimer dispatches it now: count that attempt here, saving a round trip.
+  redis.call('HSET', ARGV[11] .. tid, 'state', 'dispatching', 'attempts', 1)
+end
+return {'fired', tid, gen, entry[1], delivered, inputs}
