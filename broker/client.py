@@ -76,7 +76,8 @@ def _with_id(event: EventLike) -> Event:
             return event
         return event.model_copy(update={"event_id": f"client-{uuid.uuid4().hex}"})
     data = dict(event)
-    data.setdefault("event_id", f"client-{uuid.uuid4().hex}")
+    if not data.get("event_id"):
+        data["event_id"] = f"client-{uuid.uuid4().hex}"
     return parse_events(data, 1)[0]
 
 

@@ -20,6 +20,7 @@ from broker.errors import EventRejected
 MAX_METADATA_BYTES = 64 * 1024
 _DATASET = re.compile(r"^[\x20-\x7e\u00a0-\U0010ffff]{1,256}$")
 _PARTITION = re.compile(r"^[\x21-\x7e]{1,128}$")
+_EVENT_ID = re.compile(r"^[\x20-\x7e\u00a0-\U0010ffff]{1,512}$")
 
 
 class Event(BaseModel):
@@ -30,7 +31,7 @@ class Event(BaseModel):
     dataset: str
     partition: str | None = None
     status: Literal["success", "failed"] = "success"
-    event_id: str | None = Field(None, min_length=1, max_length=512)
+    event_id: str | None = None
     producer: str | None = Field(None, max_length=512)
     occurred_at: datetime | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -47,6 +48,13 @@ class Event(BaseModel):
     def _partition(cls, value: str | None) -> str | None:
         if value is not None and not _PARTITION.match(value):
             raise ValueError("must be 1 to 128 printable characters without spaces")
+        return value
+
+    @field_validator("event_id")
+    @classmethod
+    def _event_id(cls, value: str | None) -> str | None:
+        if value is not None and not _EVENT_ID.match(value):
+            raise ValueError("must be 1 to 512 printable characters")
         return value
 
     @field_validator("occurred_at")

@@ -142,3 +142,11 @@ async def test_explain_of_an_unknown_contract_is_a_404_problem(api: Api) -> None
     answer = await client.get("/v1/contracts/nope/partitions/2026-11-23")
     assert answer.status_code == 404
     assert "nope" in answer.json()["detail"]
+
+
+async def test_an_event_id_with_a_control_character_is_rejected(api: Api) -> None:
+    client, runtime = api
+    answer = await client.post("/v1/events", json={"dataset": "d", "event_id": "a\nb"})
+    assert answer.status_code == 422
+    assert "printable" in fields(answer)["event_id"]
+    assert await stream_length(runtime) == 0

@@ -60,9 +60,14 @@ class RedisStore:
     # -- event log ---------------------------------------------------------------
     async def append(self, events: Sequence[tuple[str, str]]) -> list[bool]:
         """XADD each (event_id, payload) unless its id was seen; all or nothing."""
-        args: list[Any] = [self.max_backlog, self.dedup_ttl_s, self.keys.dedup_prefix()]
-        for event_id, payload in events:
-            args += [event_id, payload]
+        args = [
+            self.max_backlog,
+            self.dedup_ttl_s,
+            self.keys.dedup_prefix(),
+            "\n".join(event_id for event_id, _ in events),
+            "\n".join(payload for _, payload in events),
+            len(events),
+        ]
         reply = await self._ingest(keys=[self.keys.events, self.keys.backlog], args=args)
         if int(reply[0]) == 1:
             raise BacklogFull(int(reply[1]), self.max_backlog)

@@ -1,21 +1,35 @@
 -- Accept a batch of events into the events stream, atomically and idempotently.
 -- KEYS[1] events stream, KEYS[2] backlog counter
 -- ARGV[1] backlog limit, ARGV[2] dedup TTL (s), ARGV[3] dedup key prefix,
--- ARGV[4..] pairs of (event_id, payload)
+-- ARGV[4] event ids joined by "\n", ARGV[5] payloads joined by "\n", ARGV[6] count
+-- (one argument each instead of two per event: encoding thousands of arguments costs
+-- the client more than the whole script costs Redis; ids are printable and payloads
+-- are JSON, so neither holds a raw newline)
 -- Returns {backlog_full(0|1), backlog, flag per event (1 accepted, 0 duplicate)}
 local limit = tonumber(ARGV[1])
+local n = tonumber(ARGV[6])
 local backlog = tonumber(redis.call('GET', KEYS[2]) or '0')
-local n = (#ARGV - 3) / 2
 if backlog + n > limit then
   return {1, backlog}
 end
+local function split(text)
+  local parts, pos = {}, 1
+  while true do
+    local at = string.find(text, '\n', pos, true)
+    if not at then
+      parts[#parts + 1] = string.sub(text, pos)
+      return parts
+    end
+    parts[#parts + 1] = string.sub(text, pos, at - 1)
+    pos = at + 1
+  end
+end
+local ids, payloads = split(ARGV[4]), split(ARGV[5])
 local out = {0, backlog}
 local accepted = 0
-for i = 0, n - 1 do
-  local id = ARGV[4 + 2 * i]
-  local payload = ARGV[5 + 2 * i]
-  if redis.call('SET', ARGV[3] .. id, '1', 'NX', 'EX', ARGV[2]) then
-    redis.call('XADD', KEYS[1], '*', 'e', payload)
+for i = 1, n do
+  if redis.call('SET', ARGV[3] .. ids[i], '1', 'NX', 'EX', ARGV[2]) then
+    redis.call('XADD', KEYS[1], '*', 'e', payloads[i])
     accepted = accepted + 1
     out[#out + 1] = 1
   else
