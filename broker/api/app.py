@@ -24,6 +24,7 @@ def create_app(runtime: Runtime, loaded: Contracts) -> FastAPI:
     app.state.runtime = runtime
     app.state.contracts = loaded
     app.include_router(events.router)
+    app.add_middleware(events.EventsFastPath, runtime=runtime)
     app.include_router(contracts.router)
 
     @app.exception_handler(RequestValidationError)

@@ -1,23 +1,31 @@
 """POST /v1/events: one event or a batch, validated, made durable, answered per SPEC.
 
-Read as raw bytes (not through FastAPI's body model) so the size limit is enforced
-before parsing and every field error can be named precisely.
+The body is read as raw bytes so the size limit holds before parsing and every field
+error can be named. `answer` is the one implementation; the FastAPI route documents it
+in OpenAPI, and `EventsFastPath` serves the same function without the framework's
+routing, which cost about half the CPU of a single-event request.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
-from broker.api.problems import problem
+from broker.api.problems import PROBLEM, problem_body
 from broker.errors import BacklogFull, EventRejected
-from broker.events import Event, parse_events
+from broker.events import parse_events
 from broker.ingest import ingest
 
 router = APIRouter(tags=["events"])
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 _BODY_SCHEMA: dict[str, Any] = {
     "oneOf": [
@@ -34,6 +42,46 @@ _BODY_SCHEMA: dict[str, Any] = {
 }
 
 
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    media_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _problem(status: int, title: str, detail: str, **extra: Any) -> Answer:
+    body = problem_body(status, title, detail, extra.pop("errors", None))
+    return Answer(status, json.dumps(body).encode(), PROBLEM, extra.pop("headers", {}))
+
+
+async def answer(runtime: Any, body: bytes) -> Answer:
+    """Validate and append the events in `body`; the whole of POST /v1/events."""
+    settings = runtime.settings
+    if len(body) > settings.api.max_body_bytes:
+        return _too_large(len(body), settings.api.max_body_bytes)
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return _problem(
+            400, "Malformed JSON", f"the body is not JSON: {exc}", errors=[("body", str(exc))]
+        )
+    try:
+        events = parse_events(data, settings.api.max_batch)
+        result = await ingest(runtime.store, events)
+    except EventRejected as exc:
+        return _problem(422, "Invalid event", str(exc), errors=exc.errors)
+    except BacklogFull as exc:
+        return _problem(
+            429, "Backlog full", str(exc), headers={"Retry-After": str(exc.retry_after)}
+        )
+    return Answer(202, json.dumps(result.as_dict()).encode())
+
+
+def _too_large(size: int, limit: int) -> Answer:
+    return _problem(413, "Body too large", f"the body is {size} bytes; the limit is {limit}")
+
+
 @router.post(
     "/v1/events",
     status_code=202,
@@ -47,34 +95,50 @@ _BODY_SCHEMA: dict[str, Any] = {
         422: {"description": "A field is invalid; problem details name each"},
         429: {"description": "The events backlog is over its limit"},
     },
-)  # fmt: skip
+)
 async def post_events(request: Request) -> Response:
-    settings = request.app.state.runtime.settings
-    limit = settings.api.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        return _too_large(int(declared), limit)
-    body = await request.body()
-    if len(body) > limit:
-        return _too_large(len(body), limit)
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return problem(400, "Malformed JSON", f"the body is not JSON: {exc}", [("body", str(exc))])
-    try:
-        events = parse_events(data, settings.api.max_batch)
-    except EventRejected as exc:
-        return problem(422, "Invalid event", str(exc), exc.errors)
-    return await _append(request, events)
+    runtime = request.app.state.runtime
+    declared = request.headers.get("content-length", "")
+    limit = runtime.settings.api.max_body_bytes
+    if declared.isdigit() and int(declared) > limit:
+        result = _too_large(int(declared), limit)
+    else:
+        result = await answer(runtime, await request.body())
+    return Response(result.body, result.status, result.headers, result.media_type)
 
 
-async def _append(request: Request, events: list[Event]) -> Response:
-    try:
-        result = await ingest(request.app.state.runtime.store, events)
-    except BacklogFull as exc:
-        return problem(429, "Backlog full", str(exc), headers={"Retry-After": str(exc.retry_after)})
-    return JSONResponse(result.as_dict(), status_code=202)
+class EventsFastPath:
+    """ASGI middleware: `POST /v1/events` straight to `answer`, everything else on."""
 
+    def __init__(
+        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], runtime: Any
+    ) -> None:
+        self.app = app
+        self.runtime = runtime
 
-def _too_large(size: int, limit: int) -> Response:
-    return problem(413, "Body too large", f"the body is {size} bytes; the limit is {limit}")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/v1/events":
+            await self.app(scope, receive, send)
+            return
+        result = await self._answer(scope, receive)
+        headers = [(b"content-type", result.media_type.encode())]
+        headers += [(k.lower().encode(), v.encode()) for k, v in result.headers.items()]
+        headers.append((b"content-length", str(len(result.body)).encode()))
+        await send({"type": "http.response.start", "status": result.status, "headers": headers})
+        await send({"type": "http.response.body", "body": result.body})
+
+    async def _answer(self, scope: Scope, receive: Receive) -> Answer:
+        limit = self.runtime.settings.api.max_body_bytes
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            return _too_large(int(declared), limit)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return _too_large(size, limit)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return await answer(self.runtime, b"".join(chunks))

@@ -16,6 +16,13 @@ def problem(
     errors: list[tuple[str, str]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    body = problem_body(status, title, detail, errors)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def problem_body(
+    status: int, title: str, detail: str, errors: list[tuple[str, str]] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": f"https://baton.dev/problems/{title.lower().replace(' ', '-')}",
         "title": title,
@@ -24,4 +31,4 @@ def problem(
     }
     if errors:
         body["errors"] = [{"field": field, "message": message} for field, message in errors]
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+    return body

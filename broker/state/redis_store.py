@@ -60,7 +60,7 @@ class RedisStore:
     # -- event log ---------------------------------------------------------------
     async def append(self, events: Sequence[tuple[str, str]]) -> list[bool]:
         """XADD each (event_id, payload) unless its id was seen; all or nothing."""
-        args = [
+        args: list[str | int] = [
             self.max_backlog,
             self.dedup_ttl_s,
             self.keys.dedup_prefix(),
