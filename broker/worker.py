@@ -77,7 +77,7 @@ class Worker:
         )
         for op, outcome in zip(ops, outcomes, strict=True):
             if outcome.trigger_id:
-                log.info("claimed trigger %s", outcome.trigger_id)
+                log.debug("claimed trigger %s", outcome.trigger_id)
             if outcome.delivered_entry is not None:
                 await self._start(self._delivered(op, outcome))
         return outcomes
