@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import contextlib
 import ipaddress
 import logging
@@ -60,6 +61,10 @@ async def serve(settings: Settings, *, api: bool, worker: bool, role: str = "all
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Everything loaded so far lives as long as the process: keep it out of the
+    # collector's way, so a full collection does not pause the event path.
+    gc.collect()
+    gc.freeze()
     parts: list[Coroutine[Any, Any, None]] = []
     targets = build_targets(settings) if worker else {}
     if worker:
