@@ -166,3 +166,18 @@ def test_unpartitioned_fires_when_every_input_has_a_new_event_since_the_last_tri
     order = [ev("a", 1), ev("b", 2), ev("a", 3), ev("a", 4), ev("b", 5), ev("b", 5)]
     fired = asyncio.run(replay(redis_url, Matcher([unpartitioned]), order))
     assert fired == ["baton:refresh:_:0", "baton:refresh:_:1"]
+
+
+def test_recording_survives_a_flushed_script_cache(redis_url: str) -> None:
+    """A Redis restarted (or SCRIPT FLUSHed) under a running worker forgets the scripts;
+    the next record loads them again and fires as it would have."""
+    day = "2026-11-23"
+    t0 = datetime(2026, 11, 24, tzinfo=UTC)
+    a, b = (Event(dataset=d, partition=day, event_id=f"{d}1", occurred_at=t0) for d in "ab")
+    _flush(redis_url)
+    matcher = Matcher([contract("retrigger")])
+    assert asyncio.run(replay(redis_url, matcher, [a])) == []
+    client = redis.Redis.from_url(redis_url)
+    client.script_flush()
+    client.close()
+    assert asyncio.run(replay(redis_url, matcher, [b])) == [f"baton:report:{day}:0"]

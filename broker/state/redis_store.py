@@ -13,7 +13,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from broker.errors import BacklogFull
 from broker.matching.matcher import RecordOp, trigger_id_base
@@ -43,6 +43,7 @@ class RedisStore:
         self._record = _script(redis, "record")
         self._due = _script(redis, "due")
         self._begin = _script(redis, "begin")
+        self._finish_script = _script(redis, "finish")
 
     async def ensure_groups(self) -> None:
         """Create both consumer groups at the start of their streams (not at `$`),
@@ -102,24 +103,27 @@ class RedisStore:
         ack the `ack` event entries in the same round trip, after the records ran.
         With `deliver_to`, each firing also reads a trigger entry for that consumer."""
         now = _now()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for op in ops:
-                await self._record(
-                    keys=[
-                        self.keys.partition(op.contract, op.partition),
-                        self.keys.triggers,
-                        self.keys.recent,
-                    ],
-                    args=[*_record_args(op, version, now, self.keys), deliver_to],
-                    client=pipe,
-                )
-            if ack:
-                await self._ack(
-                    keys=[self.keys.events, self.keys.backlog],
-                    args=[self.keys.matchers_group, *ack],
-                    client=pipe,
-                )
-            replies = await pipe.execute()
+        record_keys = [self.keys.triggers, self.keys.recent]
+        ack_keys = [self.keys.events, self.keys.backlog]
+        for attempt in (1, 2):
+            # EVALSHA by hand: a pipeline given Script objects asks SCRIPT EXISTS first,
+            # a second round trip on every call.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for op in ops:
+                    keys = [self.keys.partition(op.contract, op.partition), *record_keys]
+                    args = [*_record_args(op, version, now, self.keys), deliver_to]
+                    pipe.evalsha(self._record.sha, len(keys), *keys, *args)
+                if ack:
+                    pipe.evalsha(self._ack.sha, 2, *ack_keys, self.keys.matchers_group, *ack)
+                try:
+                    replies = await pipe.execute()
+                    break
+                except NoScriptError:  # Redis restarted or flushed its script cache
+                    if attempt == 2:
+                        raise
+            # Recording again is safe: the script ignores an event id it already holds.
+            for script in (self._record, self._ack):
+                await self.redis.script_load(script.script)
         return [_outcome(r) for r in replies[: len(ops)]]
 
     async def read_partition(self, contract: str, partition: str) -> PartitionState:
@@ -181,18 +185,16 @@ class RedisStore:
         due_ms: int | None = None,
         dead: str | None = None,
     ) -> None:
-        """Record the outcome and ack the stream entry in one transaction."""
-        now = _now().isoformat()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            mapping: dict[Any, Any] = {**fields, "updated_at": now}
-            pipe.hset(self.keys.trigger(trigger_id), mapping=mapping)
-            if due_ms is not None:
-                pipe.zadd(self.keys.retries, {trigger_id: due_ms})
-            if dead is not None:
-                entry: dict[Any, Any] = {"trigger_id": trigger_id, "error": dead, "at": now}
-                pipe.xadd(self.keys.dead_letters, entry)
-            pipe.xack(self.keys.triggers, self.keys.dispatchers_group, entry_id)
-            await pipe.execute()
+        """Record the outcome and ack the stream entry in one step (a Lua script)."""
+        keys = self.keys
+        await self._finish_script(
+            keys=[keys.trigger(trigger_id), keys.triggers, keys.retries, keys.dead_letters],
+            args=[
+                keys.dispatchers_group, entry_id, trigger_id, _now().isoformat(),
+                "" if due_ms is None else due_ms, "" if dead is None else dead or "no message",
+                *(item for pair in fields.items() for item in pair),
+            ],
+        )  # fmt: skip
 
     async def move_due_retries(self, now_ms: int, count: int = 100) -> int:
         return int(
