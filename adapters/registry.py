@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 
+from adapters.prefect import PrefectTarget
 from adapters.webhook import WebhookTarget
-from broker.dispatch.target import Receipt, Target, TriggerRequest
+from broker.dispatch.target import Receipt, RunStatus, Target, TriggerRequest
 from broker.errors import TargetRejected
+from broker.settings import PrefectTarget as PrefectConfig
 from broker.settings import Settings
 from broker.settings import WebhookTarget as WebhookConfig
 
@@ -21,6 +25,12 @@ class NoAdapter:
     async def trigger(self, request: TriggerRequest) -> Receipt:
         raise TargetRejected(f"target {self.name}: no adapter for kind {self.kind!r} yet")
 
+    async def status(self, ref: str) -> RunStatus:
+        return RunStatus(state="failed", detail=f"no adapter for kind {self.kind!r}")
+
+    async def check(self, spec: dict[str, Any]) -> list[str]:
+        return [f"target {self.name}: no adapter for kind {self.kind!r} yet"]
+
     async def aclose(self) -> None:
         return None
 
@@ -34,6 +44,8 @@ def build_targets(settings: Settings) -> dict[str, Target]:
         if isinstance(config, WebhookConfig):
             assert session is not None
             targets[name] = WebhookTarget(name, config, session)
+        elif isinstance(config, PrefectConfig):
+            targets[name] = PrefectTarget(name, config)
         else:
             targets[name] = NoAdapter(name, config.kind)
     return targets

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from adapters._http import classify, translate_errors
-from broker.dispatch.target import Receipt, TriggerRequest
+from broker.dispatch.target import Receipt, RunStatus, TriggerRequest
 from broker.settings import WebhookTarget as WebhookConfig
 
 
@@ -75,6 +75,13 @@ class WebhookTarget:
                 ref = response.headers.get("X-Request-Id", request.trigger_id)
         classify(label, response.status, text)
         return Receipt(ref=ref, url=url)
+
+    async def status(self, ref: str) -> RunStatus:
+        """A webhook starts no run Baton can follow: answered is done."""
+        return RunStatus(state="succeeded", detail="delivered")
+
+    async def check(self, spec: dict[str, Any]) -> list[str]:
+        return []
 
     async def aclose(self) -> None:
         if not self.session.closed:

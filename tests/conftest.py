@@ -129,12 +129,13 @@ class Cluster:
 
     def write_config(self, sink_url: str, **extra: Any) -> Path:
         self.port = self.port or free_port()
+        hook = {"kind": "webhook", "url": sink_url + "/hook", "secret": "s3cret"}
         config = {
             "redis_url": self.redis_url,
             "contracts": str(self.root / "contracts"),
             "data_dir": str(self.root / "data"),
             "api": {"host": "127.0.0.1", "port": self.port},
-            "targets": {"hook": {"kind": "webhook", "url": sink_url + "/hook", "secret": "s3cret"}},
+            "targets": {"hook": hook, **extra.pop("targets", {})},
             "worker": {"claim_idle": "1s"},
             "retry": {"initial": "0.2s", "max_delay": "1s", "max_attempts": 3},
             **extra,

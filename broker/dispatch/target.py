@@ -26,9 +26,29 @@ class Receipt:
     url: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """Where a downstream run stands: queued, running, succeeded or failed."""
+
+    state: str
+    detail: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("succeeded", "failed")
+
+
 class Target(Protocol):
     async def trigger(self, request: TriggerRequest) -> Receipt:
         """Start the run, idempotently; raise TargetRejected or TargetUnavailable."""
+        ...
+
+    async def status(self, ref: str) -> RunStatus:
+        """The state of the run `trigger` returned as `ref`."""
+        ...
+
+    async def check(self, spec: dict[str, Any]) -> list[str]:
+        """Problems the live target finds with a (rendered) trigger spec; [] if none."""
         ...
 
     async def aclose(self) -> None: ...
