@@ -6,10 +6,12 @@ from typing import Any
 
 import aiohttp
 
+from adapters.airflow import AirflowTarget
 from adapters.prefect import PrefectTarget
 from adapters.webhook import WebhookTarget
 from broker.dispatch.target import Receipt, RunStatus, Target, TriggerRequest
 from broker.errors import TargetRejected
+from broker.settings import AirflowTarget as AirflowConfig
 from broker.settings import PrefectTarget as PrefectConfig
 from broker.settings import Settings
 from broker.settings import WebhookTarget as WebhookConfig
@@ -44,6 +46,8 @@ def build_targets(settings: Settings) -> dict[str, Target]:
         if isinstance(config, WebhookConfig):
             assert session is not None
             targets[name] = WebhookTarget(name, config, session)
+        elif isinstance(config, AirflowConfig):
+            targets[name] = AirflowTarget(name, config)
         elif isinstance(config, PrefectConfig):
             targets[name] = PrefectTarget(name, config)
         else:

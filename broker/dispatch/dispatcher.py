@@ -93,8 +93,10 @@ class Dispatcher:
             return await self._dead(record, entry_id, str(exc))
         except TargetUnavailable as exc:
             return await self._later(record, entry_id, str(exc))
-        await self.store.dispatched(record.id, entry_id, receipt.ref, receipt.url)
+        await self.store.dispatched(record.id, entry_id, receipt.ref, receipt.url, receipt.warning)
         log.info("dispatched %s -> %s", record.id, receipt.ref)
+        if receipt.warning:
+            log.warning("trigger %s: %s", record.id, receipt.warning)
         return "succeeded"
 
     async def _later(self, record: TriggerRecord, entry_id: str, error: str) -> str:

@@ -24,6 +24,8 @@ class Receipt:
 
     ref: str
     url: str = ""
+    # Started, but something the user should know (e.g. the Airflow DAG is paused).
+    warning: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,7 @@ class TriggerRecord:
     last_error: str = ""
     downstream_ref: str = ""
     downstream_url: str = ""
+    warning: str = ""
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> TriggerRecord:
@@ -75,6 +76,7 @@ class TriggerRecord:
             last_error=data.get("last_error", ""),
             downstream_ref=data.get("downstream_ref", ""),
             downstream_url=data.get("downstream_url", ""),
+            warning=data.get("warning", ""),
         )
 
 
@@ -93,7 +95,9 @@ class TriggerStore(Protocol):
     async def get_trigger(self, trigger_id: str) -> TriggerRecord | None: ...
     async def ack_trigger_entry(self, entry_id: str) -> None: ...
     async def begin_attempt(self, trigger_id: str) -> TriggerRecord | None: ...
-    async def dispatched(self, trigger_id: str, entry_id: str, ref: str, url: str) -> None: ...
+    async def dispatched(
+        self, trigger_id: str, entry_id: str, ref: str, url: str, warning: str = ""
+    ) -> None: ...
     async def retry_later(
         self, trigger_id: str, entry_id: str, error: str, due_ms: int
     ) -> None: ...

@@ -165,8 +165,12 @@ class RedisStore:
         pairs = iter(_decode(v) for v in flat)
         return TriggerRecord.from_hash(dict(zip(pairs, pairs, strict=True)))
 
-    async def dispatched(self, trigger_id: str, entry_id: str, ref: str, url: str) -> None:
+    async def dispatched(
+        self, trigger_id: str, entry_id: str, ref: str, url: str, warning: str = ""
+    ) -> None:
         fields = {"state": "succeeded", "downstream_ref": ref, "downstream_url": url}
+        if warning:
+            fields["warning"] = warning
         await self._finish(trigger_id, entry_id, fields)
 
     async def retry_later(self, trigger_id: str, entry_id: str, error: str, due_ms: int) -> None:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
 
+from tests.conftest import wait_until
 from tests.orchestrators import servers
 
 
@@ -38,4 +41,58 @@ def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect]:
         yield Prefect(server, runner)
     finally:
         runner.stop()
+        server.stop()
+
+
+@dataclass
+class Dagster:
+    server: servers.Server
+
+    @property
+    def graphql(self) -> str:
+        return f"{self.server.url}/graphql"
+
+    def target(self, **overrides: object) -> dict[str, object]:
+        return {"kind": "dagster", "url": self.graphql, "timeout": 10.0, **overrides}
+
+
+@pytest.fixture(scope="session")
+def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dagster]:
+    server = servers.dagster(tmp_path_factory.mktemp("dagster")).start()
+    try:
+        yield Dagster(server)
+    finally:
+        server.stop()
+
+
+@dataclass
+class Airflow:
+    server: servers.Server
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def target(self, **overrides: object) -> dict[str, object]:
+        return {"kind": "airflow", "url": self.url, "username": servers.AIRFLOW_USER,
+                "password": servers.AIRFLOW_PASSWORD, "timeout": 10.0, **overrides}  # fmt: skip
+
+    def api(self, method: str, path: str, **kwargs: object) -> Any:
+        token = httpx.post(f"{self.url}/auth/token", timeout=10, json={
+            "username": servers.AIRFLOW_USER, "password": servers.AIRFLOW_PASSWORD,
+        }).json()["access_token"]  # fmt: skip
+        response = httpx.request(method, f"{self.url}/api/v2/{path}", timeout=10,
+                                 headers={"Authorization": f"Bearer {token}"}, **kwargs)  # type: ignore[arg-type]  # fmt: skip
+        response.raise_for_status()
+        return response.json()
+
+
+@pytest.fixture(scope="session")
+def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
+    server = servers.airflow(tmp_path_factory.mktemp("airflow")).start()
+    try:
+        found = Airflow(server)
+        wait_until(lambda: found.api("GET", "dags")["total_entries"] >= 5, timeout=90, every=1)
+        yield found
+    finally:
         server.stop()

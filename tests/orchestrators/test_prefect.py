@@ -68,7 +68,10 @@ def test_a_contract_starts_a_flow_run_with_its_parameters_and_it_completes(
 
     def succeeded() -> dict[str, Any] | None:
         rows = json.loads(cluster.cli("triggers", "--json").stdout)
-        done = [t for t in rows if t["contract"] == name and t["state"] == "succeeded"]
+        ours = [t for t in rows if t["contract"] == name]
+        failed = [t["last_error"] for t in ours if t["state"] == "failed"]
+        assert not failed, failed
+        done = [t for t in ours if t["state"] == "succeeded"]
         return done[0] if done else None
 
     trigger = wait_until(succeeded, timeout=30)
