@@ -7,6 +7,7 @@ from typing import Any
 import aiohttp
 
 from adapters.airflow import AirflowTarget
+from adapters.alerts import AlertSender
 from adapters.prefect import PrefectTarget
 from adapters.webhook import WebhookTarget
 from broker.dispatch.target import Receipt, RunStatus, Target, TriggerRequest
@@ -35,6 +36,11 @@ class NoAdapter:
 
     async def aclose(self) -> None:
         return None
+
+
+def build_alerts(settings: Settings) -> AlertSender | None:
+    """The configured alert sinks, or None; call inside the running event loop."""
+    return AlertSender(settings.alerts, aiohttp.ClientSession()) if settings.alerts else None
 
 
 def build_targets(settings: Settings) -> dict[str, Target]:

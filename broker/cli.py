@@ -202,6 +202,39 @@ def triggers(ctx: click.Context, limit: int, as_json: bool) -> None:
     click.echo(_run(lambda: triggers_command(_settings(ctx), limit, as_json)))
 
 
+@main.group()
+def dlq() -> None:
+    """Dead letters: triggers that failed for good."""
+
+
+@dlq.command("list")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def dlq_list(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """Dead letters, newest first, with the error that ended each."""
+    from broker.inspect import dlq_list_command  # noqa: PLC0415
+
+    click.echo(_run(lambda: dlq_list_command(_settings(ctx), limit, as_json)))
+
+
+@dlq.command("retry")
+@click.argument("trigger_ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="every dead letter")
+@click.pass_context
+def dlq_retry(ctx: click.Context, trigger_ids: tuple[str, ...], everything: bool) -> None:
+    """Dispatch dead-lettered triggers again (same trigger ids: still exactly once)."""
+    from broker.inspect import dlq_retry_command  # noqa: PLC0415
+
+    if bool(trigger_ids) == everything:
+        raise click.UsageError("give trigger ids or --all (not both)")
+    wanted = None if everything else list(trigger_ids)
+    text, ok = _run(lambda: dlq_retry_command(_settings(ctx), wanted))
+    click.echo(text)
+    if not ok:
+        ctx.exit(1)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True)

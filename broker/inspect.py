@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+from broker import dlq
 from broker.api.contracts import explain_from_store
 from broker.errors import ConfigError
 from broker.explain import Explanation, InputStatus, render_text
@@ -55,8 +56,36 @@ async def triggers_command(settings: Settings, limit: int, as_json: bool) -> str
         return json.dumps([{k: v for k, v in asdict(r).items() if k != "inputs"} for r in records])
     if not records:
         return "no triggers yet"
-    lines = [f"{'TRIGGER':<44} {'STATE':<11} {'ATT':>3}  DOWNSTREAM / LAST ERROR"]
+    lines = [f"{'TRIGGER':<44} {'STATE':<11} {'ATT':>3}  {'RUN':<10} DOWNSTREAM / LAST ERROR"]
     for r in records:
-        tail = r.downstream_ref or r.last_error
-        lines.append(f"{r.id:<44} {r.state:<11} {r.attempts:>3}  {tail}")
+        tail = r.downstream_url or r.downstream_ref or r.last_error
+        if r.warning:
+            tail += f"  ({r.warning})"
+        lines.append(f"{r.id:<44} {r.state:<11} {r.attempts:>3}  {r.run_state or '-':<10} {tail}")
     return "\n".join(lines)
+
+
+async def dlq_list_command(settings: Settings, limit: int, as_json: bool) -> str:
+    runtime = await Runtime.open(settings)
+    try:
+        letters = await dlq.list_dead(runtime.store, limit)
+    finally:
+        await runtime.close()
+    if as_json:
+        return json.dumps(letters)
+    if not letters:
+        return "no dead letters"
+    lines = [f"{'TRIGGER':<44} {'AT':<26} ERROR"]
+    lines += [f"{d['trigger_id']:<44} {d['at'][:25]:<26} {d['error']}" for d in letters]
+    return "\n".join(lines)
+
+
+async def dlq_retry_command(settings: Settings, trigger_ids: list[str] | None) -> tuple[str, bool]:
+    runtime = await Runtime.open(settings)
+    try:
+        result = await dlq.retry(runtime.store, trigger_ids)
+    finally:
+        await runtime.close()
+    lines = [f"retried {t}" for t in result["retried"]]
+    lines += [f"not a dead letter: {t}" for t in result["not_dead"]]
+    return "\n".join(lines) or "no dead letters", not result["not_dead"]

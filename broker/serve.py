@@ -13,7 +13,7 @@ from typing import Any
 
 import uvicorn
 
-from adapters.registry import build_targets
+from adapters.registry import build_alerts, build_targets
 from broker.api.app import create_app
 from broker.errors import ConfigError
 from broker.runtime import Contracts, Runtime, load_checked
@@ -67,9 +67,10 @@ async def serve(settings: Settings, *, api: bool, worker: bool, role: str = "all
     gc.freeze()
     parts: list[Coroutine[Any, Any, None]] = []
     targets = build_targets(settings) if worker else {}
+    alerts = build_alerts(settings) if worker else None
     if worker:
         match, dispatch = role in ("all", "match"), role in ("all", "dispatch")
-        parts.append(Worker(runtime, contracts, targets).run(stop, match, dispatch))
+        parts.append(Worker(runtime, contracts, targets, alerts).run(stop, match, dispatch))
     if api:
         parts.append(_serve_api(runtime, contracts, stop))
     try:
@@ -78,6 +79,8 @@ async def serve(settings: Settings, *, api: bool, worker: bool, role: str = "all
         stop.set()
         for target in targets.values():
             await target.aclose()
+        if alerts is not None:
+            await alerts.aclose()
         await runtime.close()
 
 

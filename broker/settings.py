@@ -108,6 +108,9 @@ class WorkerSettings(_Strict):
     reclaim_count: int = Field(100, ge=1)
     # How many target calls one worker has in flight at once.
     dispatch_concurrency: int = Field(16, ge=1, le=1000)
+    # Following a downstream run: first look after this, then doubling up to the cap.
+    track_initial: Duration = timedelta(seconds=1)
+    track_max_delay: Duration = timedelta(seconds=60)
 
 
 class Settings(BaseSettings):

@@ -25,6 +25,7 @@ from faststream.redis.annotations import RedisBatchStreamMessage
 from broker.dispatch.dispatcher import Dispatcher
 from broker.dispatch.target import Target
 from broker.events import from_wire
+from broker.followup import Alerter, Alerts, RunTracker
 from broker.matching.matcher import RecordOp
 from broker.runtime import Contracts, Runtime
 from broker.state.ports import RecordOutcome, StreamEntry, TriggerRecord
@@ -38,7 +39,11 @@ def consumer_name() -> str:
 
 class Worker:
     def __init__(
-        self, runtime: Runtime, contracts: Contracts, targets: Mapping[str, Target]
+        self,
+        runtime: Runtime,
+        contracts: Contracts,
+        targets: Mapping[str, Target],
+        alerts: Alerts | None = None,
     ) -> None:
         self.runtime = runtime
         self.store = runtime.store
@@ -55,6 +60,15 @@ class Worker:
             targets,
             runtime.settings.retry,
         )
+        settings = runtime.settings.worker
+        self.tracker = RunTracker(
+            self.store,
+            lambda: self.contracts.by_name(),  # noqa: PLW0108
+            targets,
+            settings.track_initial,
+            settings.track_max_delay,
+        )
+        self.alerter = Alerter(self.store, alerts, self.name, settings.claim_idle)
 
     # -- the two handlers, free of FastStream ------------------------------------
     async def process_events(self, entries: Sequence[StreamEntry]) -> list[RecordOutcome]:
@@ -202,6 +216,8 @@ class Worker:
     async def _round(self, match: bool, dispatch: bool, reclaim: bool) -> None:
         if dispatch:
             await self.store.move_due_retries(int(datetime.now(UTC).timestamp() * 1000))
+            await self.tracker.round()
+            await self.alerter.round()
         if reclaim and match:
             await self.reclaim_events()
         if reclaim and dispatch:

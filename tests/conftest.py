@@ -160,8 +160,8 @@ class Cluster:
         assert proc.popen is not None and proc.popen.poll() is None, proc.output()
         return proc
 
-    def sink(self, delay: float = 0.0) -> Sink:
-        port = free_port()
+    def sink(self, delay: float = 0.0, port: int | None = None) -> Sink:
+        port = port or free_port()
         args = ["sink", "--port", str(port), "--secret", "s3cret", "--delay", str(delay)]
         proc = self.start(*args, name=f"sink-{port}")
         url = f"http://127.0.0.1:{port}"

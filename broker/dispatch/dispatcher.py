@@ -99,8 +99,17 @@ class Dispatcher:
             log.warning("trigger %s: %s", record.id, receipt.warning)
         return "succeeded"
 
+    def policy(self, contract_name: str) -> RetrySettings:
+        """The config's retry policy with the contract's own `retry:` fields over it."""
+        contract = self.contracts().get(contract_name)
+        override = contract.retry if contract is not None else None
+        if override is None:
+            return self.retry
+        fields = override.model_dump(exclude_none=True)
+        return self.retry.model_copy(update=fields) if fields else self.retry
+
     async def _later(self, record: TriggerRecord, entry_id: str, error: str) -> str:
-        policy = self.retry
+        policy = self.policy(record.contract)
         if record.attempts >= policy.max_attempts:
             return await self._dead(record, entry_id, f"{error} (after {record.attempts} attempts)")
         wait = delay(policy, record.attempts, self.rng)

@@ -42,8 +42,15 @@ class Keys:
         """Sorted set of trigger ids by creation time, for listing."""
         return f"{self.namespace}:triggers:recent"
 
+    @property
+    def tracking(self) -> str:
+        """Sorted set of dispatched trigger ids by when their run is next looked at."""
+        return f"{self.namespace}:tracking"
+
     matchers_group: str = "matchers"
     dispatchers_group: str = "dispatchers"
+    # Reads the dead-letter stream and sends one alert per entry.
+    alerters_group: str = "alerters"
 
     def dedup_prefix(self) -> str:
         """Prefix of the per-event_id keys that make ingestion idempotent (they carry a TTL)."""

@@ -59,6 +59,9 @@ class TriggerRecord:
     downstream_ref: str = ""
     downstream_url: str = ""
     warning: str = ""
+    run_state: str = ""  # the downstream run: queued | running | succeeded | failed | unknown
+    run_detail: str = ""
+    run_checks: int = 0
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> TriggerRecord:
@@ -77,7 +80,25 @@ class TriggerRecord:
             downstream_ref=data.get("downstream_ref", ""),
             downstream_url=data.get("downstream_url", ""),
             warning=data.get("warning", ""),
+            run_state=data.get("run_state", ""),
+            run_detail=data.get("run_detail", ""),
+            run_checks=int(data.get("run_checks", 0)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One entry of the dead-letter stream: a trigger that failed for good."""
+
+    entry_id: str
+    trigger_id: str
+    error: str
+    at: str
+
+    @classmethod
+    def from_entry(cls, entry_id: str, fields: dict[str, str]) -> DeadLetter:
+        return cls(entry_id, fields.get("trigger_id", ""), fields.get("error", ""),
+                   fields.get("at", ""))  # fmt: skip
 
 
 class EventLog(Protocol):

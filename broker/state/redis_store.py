@@ -18,7 +18,13 @@ from redis.exceptions import NoScriptError, ResponseError
 from broker.errors import BacklogFull
 from broker.matching.matcher import RecordOp, trigger_id_base
 from broker.state.keys import Keys
-from broker.state.ports import PartitionState, RecordOutcome, StreamEntry, TriggerRecord
+from broker.state.ports import (
+    DeadLetter,
+    PartitionState,
+    RecordOutcome,
+    StreamEntry,
+    TriggerRecord,
+)
 
 
 def _script(redis: Redis, name: str) -> AsyncScript:
@@ -28,6 +34,14 @@ def _script(redis: Redis, name: str) -> AsyncScript:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _now_ms() -> int:
+    return int(_now().timestamp() * 1000)
+
+
+def _iso() -> str:
+    return _now().isoformat()
 
 
 class RedisStore:
@@ -44,6 +58,8 @@ class RedisStore:
         self._due = _script(redis, "due")
         self._begin = _script(redis, "begin")
         self._finish_script = _script(redis, "finish")
+        self._revive = _script(redis, "revive")
+        self._track = _script(redis, "track")
 
     async def ensure_groups(self) -> None:
         """Create both consumer groups at the start of their streams (not at `$`),
@@ -51,6 +67,7 @@ class RedisStore:
         for stream, group in (
             (self.keys.events, self.keys.matchers_group),
             (self.keys.triggers, self.keys.dispatchers_group),
+            (self.keys.dead_letters, self.keys.alerters_group),
         ):
             try:
                 await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
@@ -171,7 +188,9 @@ class RedisStore:
         fields = {"state": "succeeded", "downstream_ref": ref, "downstream_url": url}
         if warning:
             fields["warning"] = warning
-        await self._finish(trigger_id, entry_id, fields)
+        fields["run_state"] = "queued"
+        # The run is first looked at right away: a webhook's is done when answered.
+        await self._finish(trigger_id, entry_id, fields, track_ms=_now_ms())
 
     async def retry_later(self, trigger_id: str, entry_id: str, error: str, due_ms: int) -> None:
         fields = {"state": "retrying", "last_error": error}
@@ -188,17 +207,70 @@ class RedisStore:
         fields: dict[str, str],
         due_ms: int | None = None,
         dead: str | None = None,
+        track_ms: int | None = None,
     ) -> None:
         """Record the outcome and ack the stream entry in one step (a Lua script)."""
         keys = self.keys
         await self._finish_script(
-            keys=[keys.trigger(trigger_id), keys.triggers, keys.retries, keys.dead_letters],
+            keys=[keys.trigger(trigger_id), keys.triggers, keys.retries, keys.dead_letters,
+                  keys.tracking],
             args=[
                 keys.dispatchers_group, entry_id, trigger_id, _now().isoformat(),
                 "" if due_ms is None else due_ms, "" if dead is None else dead or "no message",
+                "" if track_ms is None else track_ms,
                 *(item for pair in fields.items() for item in pair),
             ],
         )  # fmt: skip
+
+    # -- run tracking ------------------------------------------------------------------
+    async def lease_tracked(self, now_ms: int, lease_ms: int, count: int = 50) -> list[str]:
+        ids = await self._track(keys=[self.keys.tracking], args=[now_ms, lease_ms, count])
+        return [_decode(i) for i in ids]
+
+    async def run_seen(
+        self, trigger_id: str, run_state: str, detail: str, next_ms: int | None
+    ) -> None:
+        """Record where the downstream run stands; look again at `next_ms`, or stop
+        following it (None: it finished)."""
+        fields = {"run_state": run_state, "run_detail": detail, "run_checked_at": _iso()}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.trigger(trigger_id), mapping=fields)  # type: ignore[arg-type]
+            pipe.hincrby(self.keys.trigger(trigger_id), "run_checks", 1)
+            if next_ms is None:
+                pipe.zrem(self.keys.tracking, trigger_id)
+            else:
+                pipe.zadd(self.keys.tracking, {trigger_id: next_ms})
+            await pipe.execute()
+
+    # -- dead letters ------------------------------------------------------------------
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The dead-letter stream, newest first."""
+        raw: Any = await self.redis.xrevrange(self.keys.dead_letters, count=limit)
+        return [DeadLetter.from_entry(_decode(i), _fields(f)) for i, f in raw if f is not None]
+
+    async def revive(self, trigger_id: str) -> bool:
+        """Put a dead-lettered trigger back on the triggers stream (see revive.lua)."""
+        entries = [
+            d.entry_id for d in await self.dead_letters(limit=10_000) if d.trigger_id == trigger_id
+        ]
+        revived = await self._revive(
+            keys=[self.keys.trigger(trigger_id), self.keys.triggers, self.keys.dead_letters],
+            args=[trigger_id, _now().isoformat(), *entries],
+        )
+        return bool(revived)
+
+    async def read_new(
+        self, stream: str, group: str, consumer: str, count: int
+    ) -> list[StreamEntry]:
+        """New entries for this consumer, without blocking (for the background loops)."""
+        reply: Any = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=count)
+        return [
+            (_decode(i), _fields(f)) for _, batch in reply or [] for i, f in batch if f is not None
+        ]
+
+    async def ack(self, stream: str, group: str, *entry_ids: str) -> None:
+        if entry_ids:
+            await self.redis.xack(stream, group, *entry_ids)
 
     async def move_due_retries(self, now_ms: int, count: int = 100) -> int:
         return int(

@@ -1,0 +1,171 @@
+"""What happens after a dispatch: follow the run to its end, and alert on dead letters.
+
+**Run tracking.** Each dispatched trigger sits in a sorted set by when its run is next
+looked at. A worker leases the due ones (so of several workers one looks at each),
+asks the target where the run stands and records it; an unfinished run is looked at
+again after a growing pause (1 s, 2 s, 4 s, ... up to the configured cap). When a run
+succeeds, the contract's `produces` datasets are published for its partition, with
+event ids made from the trigger id, so a repeated look publishes nothing twice; that is
+how a chain crosses orchestrators.
+
+**Alerts.** The dead-letter stream has its own consumer group: each entry is read by
+one worker, sent to the alert sinks, and acked once sent; an entry whose sending failed
+stays pending and is taken over again after `claim_idle`. So each dead letter gives
+one alert, not one per worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from broker.contracts.model import Contract
+from broker.dispatch.target import RunStatus, Target
+from broker.errors import BacklogFull, TargetRejected, TargetUnavailable
+from broker.events import Event
+from broker.ingest import ingest
+from broker.state.ports import StreamEntry
+from broker.state.redis_store import RedisStore
+
+log = logging.getLogger("baton.followup")
+
+
+class Alerts(Protocol):
+    async def send(self, alert_id: str, text: str, facts: dict[str, Any]) -> None: ...
+
+
+def produced_event_id(trigger_id: str, dataset: str) -> str:
+    return f"baton/{trigger_id}/{dataset}"
+
+
+class RunTracker:
+    def __init__(
+        self,
+        store: RedisStore,
+        contracts: Callable[[], Mapping[str, Contract]],
+        targets: Mapping[str, Target],
+        initial: timedelta,
+        max_delay: timedelta,
+        lease: timedelta = timedelta(seconds=60),
+    ) -> None:
+        self.store = store
+        self.contracts = contracts
+        self.targets = targets
+        self.initial = initial.total_seconds()
+        self.max_delay = max_delay.total_seconds()
+        self.lease_ms = int(lease.total_seconds() * 1000)
+
+    async def round(self, now: datetime | None = None) -> int:
+        """Look at every run that is due; returns how many were looked at."""
+        now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
+        due = await self.store.lease_tracked(now_ms, self.lease_ms)
+        for trigger_id in due:
+            try:
+                await self._look(trigger_id, now_ms)
+            except Exception:  # one broken run must not stop the others
+                log.exception("following the run of %s failed; trying again later", trigger_id)
+        return len(due)
+
+    async def _look(self, trigger_id: str, now_ms: int) -> None:
+        record = await self.store.get_trigger(trigger_id)
+        contract = self.contracts().get(record.contract) if record else None
+        target = self.targets.get(contract.trigger.target) if contract else None
+        if record is None or contract is None or target is None:
+            await self.store.run_seen(trigger_id, "unknown", "contract or target gone", None)
+            return
+        try:
+            status = await target.status(record.downstream_ref)
+        except TargetUnavailable as exc:
+            status = RunStatus(record.run_state or "queued", f"not reachable: {exc}")
+        except TargetRejected as exc:
+            await self.store.run_seen(trigger_id, "unknown", str(exc), None)
+            return
+        published = status.state != "succeeded" or await self._publish_produces(
+            contract, record.id, record.partition, status
+        )
+        if not published:
+            status = RunStatus("running", "succeeded; publishing its outputs again later")
+        if status.finished:
+            await self.store.run_seen(trigger_id, status.state, status.detail, None)
+            log.info("run of %s %s (%s)", trigger_id, status.state, status.detail)
+            return
+        pause = min(self.max_delay, self.initial * 2**record.run_checks)
+        await self.store.run_seen(trigger_id, status.state, status.detail,
+                                  now_ms + int(pause * 1000))  # fmt: skip
+
+    async def _publish_produces(
+        self, contract: Contract, trigger_id: str, partition: str, status: RunStatus
+    ) -> bool:
+        if not contract.produces:
+            return True
+        events = [
+            Event(
+                dataset=dataset,
+                partition=partition or None,
+                event_id=produced_event_id(trigger_id, dataset),
+                producer=f"baton://{contract.name}",
+                metadata={"trigger_id": trigger_id, "run": status.detail},
+            )
+            for dataset in contract.produces
+        ]
+        try:
+            await ingest(self.store, events)
+        except BacklogFull as exc:
+            log.warning("cannot publish what %s produced yet: %s", trigger_id, exc)
+            return False
+        log.info("published %s for %s", ", ".join(contract.produces), trigger_id)
+        return True
+
+
+class Alerter:
+    def __init__(
+        self, store: RedisStore, alerts: Alerts | None, consumer: str, claim_idle: timedelta
+    ) -> None:
+        self.store = store
+        self.alerts = alerts
+        self.consumer = consumer
+        self.claim_idle_ms = int(claim_idle.total_seconds() * 1000)
+
+    async def round(self) -> int:
+        """Send an alert for each new (or abandoned) dead letter; returns how many."""
+        keys = self.store.keys
+        stream, group = keys.dead_letters, keys.alerters_group
+        entries = await self.store.reclaim(stream, group, self.consumer, self.claim_idle_ms, 50)
+        entries += await self.store.read_new(stream, group, self.consumer, 50)
+        sent = 0
+        for entry in entries:
+            if await self._alert(entry):
+                await self.store.ack(stream, group, entry[0])
+                sent += 1
+        return sent
+
+    async def _alert(self, entry: StreamEntry) -> bool:
+        entry_id, fields = entry
+        trigger_id = fields.get("trigger_id", "")
+        record = await self.store.get_trigger(trigger_id)
+        facts: dict[str, Any] = {
+            "kind": "dead_letter",
+            "trigger_id": trigger_id,
+            "error": fields.get("error", ""),
+            "at": fields.get("at", ""),
+        }
+        if record is not None:
+            facts |= {"contract": record.contract, "partition": record.partition or None,
+                      "attempts": record.attempts}  # fmt: skip
+        where = f" [{record.partition}]" if record and record.partition else ""
+        text = (
+            f":rotating_light: Baton: {facts.get('contract', trigger_id)}{where} could not "
+            f"start its run and gave up: {facts['error']}. "
+            f"Retry with `baton dlq retry {trigger_id}`."
+        )
+        if self.alerts is None:
+            log.error("%s (no alert sink configured)", text)
+            return True
+        try:
+            await self.alerts.send(f"dlq:{entry_id}", text, facts)
+        except Exception:  # left pending: sent again after claim_idle
+            log.exception("alert for %s not sent; will try again", trigger_id)
+            return False
+        return True
