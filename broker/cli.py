@@ -96,27 +96,52 @@ def worker(ctx: click.Context, role: str) -> None:
 
 @main.command()
 @click.argument("folder", required=False, type=click.Path(path_type=Path))
+@click.option("--online", is_flag=True, help="also ask the live targets (DAGs, jobs, deployments)")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def check(ctx: click.Context, folder: Path | None, as_json: bool) -> None:
+def check(ctx: click.Context, folder: Path | None, online: bool, as_json: bool) -> None:
     """Validate contracts; exit 1 with `file:line: message` for each problem."""
     from broker.contracts.check import check_contracts  # noqa: PLC0415
 
     settings = _settings(ctx)
     kinds = {name: target.kind for name, target in settings.targets.items()}
     contract_set, errors = check_contracts(folder or settings.contracts, kinds)
+    notes: list[str] = []
+    if online and not errors:
+        errors, notes = _run(lambda: _check_online(settings, contract_set))
     if as_json:
         click.echo(
-            json.dumps({"version": contract_set.version, "errors": [str(e) for e in errors]})
+            json.dumps(
+                {
+                    "version": contract_set.version,
+                    "errors": [str(e) for e in errors],
+                    "notes": notes,
+                }
+            )
         )
     else:
-        for error in errors:
-            click.echo(str(error), err=True)
+        for line in [*map(str, errors), *notes]:
+            click.echo(line, err=True)
     if errors:
         sys.exit(1)
     if not as_json:
         n = len(contract_set.contracts)
-        click.echo(f"{n} contract{'s' if n != 1 else ''} OK (version {contract_set.version})")
+        where = " against the live targets" if online else ""
+        click.echo(
+            f"{n} contract{'s' if n != 1 else ''} OK{where} (version {contract_set.version})"
+        )
+
+
+async def _check_online(settings: Settings, contract_set: Any) -> tuple[list[Any], list[str]]:
+    from adapters.registry import build_targets  # noqa: PLC0415
+    from broker.contracts.online import check_online  # noqa: PLC0415
+
+    targets = build_targets(settings)
+    try:
+        return await check_online(contract_set, targets)
+    finally:
+        for target in targets.values():
+            await target.aclose()
 
 
 @main.command()

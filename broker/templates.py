@@ -44,6 +44,12 @@ class Template:
     def render(self, context: Mapping[str, Any]) -> Any:
         return _render(self.shape, context)
 
+    def render_sample(self, context: Mapping[str, Any]) -> tuple[Any, list[str]]:
+        """Render what a sample context allows; a leaf it cannot (it reads an input's
+        metadata, say) becomes None and its path is returned."""
+        unknown: list[str] = []
+        return _render(self.shape, context, unknown), unknown
+
 
 def compile_template(value: Any) -> Template:
     """Compile every string leaf of `value`; raise TemplateError naming the first bad one."""
@@ -68,13 +74,15 @@ def _compile(value: Any, env: ImmutableSandboxedEnvironment, path: str) -> Any:
         raise TemplateError(f"{path or 'value'}: {exc.message}") from exc
 
 
-def _render(shape: Any, context: Mapping[str, Any]) -> Any:
+def _render(shape: Any, context: Mapping[str, Any], unknown: list[str] | None = None) -> Any:
     if isinstance(shape, dict):
-        return {k: _render(v, context) for k, v in shape.items()}
+        return {k: _render(v, context, unknown) for k, v in shape.items()}
     if isinstance(shape, list):
-        return [_render(v, context) for v in shape]
+        return [_render(v, context, unknown) for v in shape]
     if not isinstance(shape, _Leaf):
         return shape
+    if unknown is not None:
+        return _render_or_none(shape, context, unknown)
     try:
         if shape.expression is not None:
             value = shape.expression(**context)
@@ -84,3 +92,11 @@ def _render(shape: Any, context: Mapping[str, Any]) -> Any:
         return shape.template.render(context) if shape.template else shape.source
     except (jinja2.UndefinedError, SecurityError, TypeError, ValueError) as exc:
         raise TemplateError(f"{shape.path or 'value'}: {exc}") from exc
+
+
+def _render_or_none(leaf: _Leaf, context: Mapping[str, Any], unknown: list[str]) -> Any:
+    try:
+        return _render(leaf, context)
+    except TemplateError:
+        unknown.append(leaf.path)
+        return None
