@@ -8,11 +8,13 @@ import aiohttp
 
 from adapters.airflow import AirflowTarget
 from adapters.alerts import AlertSender
+from adapters.dagster import DagsterTarget
 from adapters.prefect import PrefectTarget
 from adapters.webhook import WebhookTarget
 from broker.dispatch.target import Receipt, RunStatus, Target, TriggerRequest
 from broker.errors import TargetRejected
 from broker.settings import AirflowTarget as AirflowConfig
+from broker.settings import DagsterTarget as DagsterConfig
 from broker.settings import PrefectTarget as PrefectConfig
 from broker.settings import Settings
 from broker.settings import WebhookTarget as WebhookConfig
@@ -54,6 +56,8 @@ def build_targets(settings: Settings) -> dict[str, Target]:
             targets[name] = WebhookTarget(name, config, session)
         elif isinstance(config, AirflowConfig):
             targets[name] = AirflowTarget(name, config)
+        elif isinstance(config, DagsterConfig):
+            targets[name] = DagsterTarget(name, config)
         elif isinstance(config, PrefectConfig):
             targets[name] = PrefectTarget(name, config)
         else:

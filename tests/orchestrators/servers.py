@@ -166,16 +166,25 @@ def prefect_deployment_ready(server: Server, name: str, timeout: float = 90) -> 
 
 
 # -- Dagster -----------------------------------------------------------------------
+# A second code location that fails to load, as after a bad deploy: named after its file.
+DAGSTER_BROKEN_LOCATION = "broken_location.py"
+
+
 def dagster(home: Path) -> Server:
     bin_dir = envs.ensure("dagster")
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster").mkdir(exist_ok=True)
     port = free_port()
     env = _base_env(bin_dir, home) | {"DAGSTER_HOME": str(home / "dagster")}
-    (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # The daemon's run queue looks for queued runs every second (5 s by default).
+    (home / "dagster" / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nrun_queue:\n  dequeue_interval_seconds: 1\n"
+    )
+    broken = home / DAGSTER_BROKEN_LOCATION
+    broken.write_text('raise RuntimeError("this code location does not load")\n')
     dev = Proc(
         [str(bin_dir / "dagster"), "dev", "-f", str(HERE / "dagster_defs.py"),
-         "-h", "127.0.0.1", "-p", str(port)],
+         "-f", str(broken), "-h", "127.0.0.1", "-p", str(port)],
         home / "dagster.log",
     )  # fmt: skip
 
