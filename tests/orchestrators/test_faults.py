@@ -13,15 +13,18 @@ import httpx
 import pytest
 
 from adapters.airflow import AirflowTarget
+from adapters.dagster import DagsterTarget
 from adapters.prefect import PrefectTarget
 from broker.dispatch.target import Target, TriggerRequest
 from broker.errors import TargetUnavailable
 from broker.settings import AirflowTarget as AirflowConfig
+from broker.settings import DagsterTarget as DagsterConfig
 from broker.settings import PrefectTarget as PrefectConfig
 from tests.conftest import Cluster, wait_until
-from tests.orchestrators.conftest import Airflow, Prefect
+from tests.orchestrators.conftest import Airflow, Dagster, Prefect
 from tests.orchestrators.faults import FaultProxy, fault_proxy
 from tests.orchestrators.test_airflow import unique_day
+from tests.orchestrators.test_dagster import runs_tagged
 from tests.orchestrators.test_prefect import runs_with_key
 
 pytestmark = [pytest.mark.orchestrators]
@@ -53,6 +56,11 @@ def _prefect_target(prefect: Prefect) -> TargetFactory:
     )
 
 
+def _dagster_target(dagster: Dagster) -> TargetFactory:
+    return lambda proxy: DagsterTarget("dagster", DagsterConfig.model_validate(
+        dagster.target(url=proxy.url + "/graphql", timeout=1.0)))  # fmt: skip
+
+
 def _airflow_target(airflow: Airflow) -> TargetFactory:
     return lambda proxy: AirflowTarget(
         "airflow", AirflowConfig.model_validate(airflow.target(url=proxy.url, timeout=1.0))
@@ -68,6 +76,14 @@ async def test_prefect_faults_are_transient(prefect: Prefect, mode: str) -> None
         mode,
         {"deployment": "report/daily", "parameters": {"run_date": "x"}},
     )
+
+
+@pytest.mark.dagster
+@pytest.mark.parametrize("mode", ["503", "reset", "hang"])
+async def test_dagster_faults_are_transient(dagster: Dagster, mode: str) -> None:
+    spec = {"job": "report_job", "location": "dagster_defs.py",
+            "run_config": {"ops": {"build_report": {"config": {"run_date": "x"}}}}}  # fmt: skip
+    await _faults_are_transient(dagster.server.port, _dagster_target(dagster), mode, spec)
 
 
 @pytest.mark.airflow
@@ -227,3 +243,39 @@ trigger: {{target: airflow, dag_id: report_daily}}
     assert record["downstream_ref"] == f"report_daily/{trigger_id}"
     found = airflow.api("GET", "dags/report_daily/dagRuns", params={"run_id_pattern": trigger_id})
     assert [r["dag_run_id"] for r in found["dag_runs"]] == [trigger_id]
+
+
+DAGSTER_CONTRACT = """
+name: {name}
+partitioned: daily
+when: {dataset}
+trigger:
+  target: dagster
+  job: report_job
+  location: dagster_defs.py
+  run_config: {{ops: {{build_report: {{config: {{run_date: "{{{{ partition }}}}"}}}}}}}}
+"""
+
+
+@pytest.mark.dagster
+def test_a_worker_killed_after_dagster_took_the_call_makes_one_run(
+    cluster: Cluster, dagster: Dagster
+) -> None:
+    name, dataset = f"fault_{uuid.uuid4().hex[:6]}", f"feeds.f_{uuid.uuid4().hex[:6]}"
+    with fault_proxy(dagster.server.port) as proxy:
+        cluster.write_contracts({"c.yaml": DAGSTER_CONTRACT.format(name=name, dataset=dataset)})
+        target = dagster.target(url=proxy.url + "/graphql", timeout=30.0)
+        cluster.write_config("http://127.0.0.1:9", targets={"dagster": target})
+        proxy.mode, proxy.withhold_match = "withhold", b"launchRun"
+        baton = cluster.run()
+        cluster.cli("publish", dataset, "--partition", "2026-11-23")
+        trigger_id = f"baton:{name}:2026-11-23:0"
+        wait_until(lambda: runs_tagged(dagster, trigger_id), timeout=30)
+        baton.kill9()  # Dagster launched the run; Baton never heard its id
+        proxy.mode = "pass"
+        cluster.run()  # the retry finds the run by its tag instead of launching again
+        record = wait_until(lambda: (r := trigger_record(cluster, trigger_id))
+                            and r["state"] == "succeeded" and r, timeout=30)  # fmt: skip
+    runs = runs_tagged(dagster, trigger_id)
+    assert len(runs) == 1
+    assert record["downstream_ref"] == runs[0]["runId"]
