@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint format bench setup clean
+.PHONY: run test lint format bench bench-orchestrators setup clean
 
 setup: $(BIN)/baton
 
@@ -36,6 +36,10 @@ format: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks
+
+# Event accepted -> run created in real Airflow, Dagster and Prefect (starts all three).
+bench-orchestrators: setup
+	$(BIN)/python -m benchmarks.orchestrators
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .baton .pytest_cache .mypy_cache .ruff_cache

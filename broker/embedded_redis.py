@@ -81,7 +81,9 @@ class RedisProcess:
             "--loglevel", "warning",
             "--logfile", str((self.data_dir / "redis.log").resolve()),
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )  # it logs to its logfile; holding our stdout would keep pipes open
         deadline = time.monotonic() + timeout
         while not self.is_up():
             if self.process.poll() is not None or time.monotonic() > deadline:
