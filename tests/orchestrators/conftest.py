@@ -89,7 +89,8 @@ class Airflow:
 
 @pytest.fixture(scope="session")
 def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
-    server = servers.airflow(tmp_path_factory.mktemp("airflow")).start()
+    home = tmp_path_factory.mktemp("airflow")
+    server = servers.airflow(home, jwt_seconds=servers.AIRFLOW_JWT_SECONDS).start()
     try:
         found = Airflow(server)
         wait_until(lambda: found.api("GET", "dags")["total_entries"] >= 5, timeout=90, every=1)

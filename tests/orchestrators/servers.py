@@ -202,9 +202,10 @@ def dagster(home: Path) -> Server:
 
 # -- Airflow -----------------------------------------------------------------------
 AIRFLOW_USER, AIRFLOW_PASSWORD = "admin", "admin-secret"
+AIRFLOW_JWT_SECONDS = 8
 
 
-def airflow(home: Path) -> Server:
+def airflow(home: Path, jwt_seconds: int = 86400) -> Server:
     bin_dir = envs.ensure("airflow")
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -224,6 +225,9 @@ def airflow(home: Path) -> Server:
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        # The tests make API tokens die fast, to see Baton renew them (default: a day).
+        "AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME": str(jwt_seconds),
+        "AIRFLOW__API_AUTH__JWT_LEEWAY": "0",
     }
     airflow_bin = str(bin_dir / "airflow")
     migrate = subprocess.run(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +14,9 @@ from broker.dispatch.target import TriggerRequest
 from broker.errors import TargetRejected, TargetUnavailable
 from broker.settings import AirflowTarget as AirflowConfig
 from tests.conftest import Cluster, wait_until
+from tests.orchestrators import servers
 from tests.orchestrators.conftest import Airflow
+from tests.orchestrators.helpers import wait_succeeded
 
 pytestmark = [pytest.mark.orchestrators, pytest.mark.airflow]
 
@@ -67,15 +69,7 @@ def test_a_contract_starts_a_dag_run_with_conf_and_partition_and_it_succeeds(
     cluster.run()
     cluster.cli("publish", dataset, "--partition", day, "--meta", "row_count=7")
 
-    def succeeded() -> dict[str, Any] | None:
-        rows = json.loads(cluster.cli("triggers", "--json").stdout)
-        ours = [t for t in rows if t["contract"] == name]
-        failed = [t["last_error"] for t in ours if t["state"] == "failed"]
-        assert not failed, failed
-        done = [t for t in ours if t["state"] == "succeeded"]
-        return done[0] if done else None
-
-    trigger = wait_until(succeeded, timeout=30)
+    trigger = wait_succeeded(cluster, name)
     run_id = f"baton:{name}:{day}:0"
     assert trigger["downstream_ref"] == f"report_daily/{run_id}"
     run = airflow.api("GET", f"dags/report_daily/dagRuns/{run_id}")
@@ -120,6 +114,18 @@ async def test_another_run_on_the_same_logical_date_is_a_conflict_naming_it(
             await airflow_target.trigger(other)
     finally:
         await airflow_target.aclose()
+
+
+async def test_an_expired_token_is_renewed_without_failing_the_trigger(airflow: Airflow) -> None:
+    airflow_target = target(airflow)
+    try:
+        await airflow_target.trigger(request({"dag_id": "report_daily"}))
+        await asyncio.sleep(servers.AIRFLOW_JWT_SECONDS + 1)  # the token it holds is dead now
+        second = request({"dag_id": "report_daily"})
+        await airflow_target.trigger(second)
+    finally:
+        await airflow_target.aclose()
+    assert len(runs_with_id(airflow, "report_daily", second.trigger_id)) == 1
 
 
 async def test_an_unknown_dag_is_rejected(airflow: Airflow) -> None:

@@ -3,7 +3,6 @@ mid-call, the orchestrator stopped during dispatch. Each ends in exactly one run
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -23,16 +22,12 @@ from broker.settings import PrefectTarget as PrefectConfig
 from tests.conftest import Cluster, wait_until
 from tests.orchestrators.conftest import Airflow, Dagster, Prefect
 from tests.orchestrators.faults import FaultProxy, fault_proxy
+from tests.orchestrators.helpers import publish_through_an_outage, trigger_record
 from tests.orchestrators.test_airflow import unique_day
 from tests.orchestrators.test_dagster import runs_tagged
 from tests.orchestrators.test_prefect import runs_with_key
 
 pytestmark = [pytest.mark.orchestrators]
-
-
-def trigger_record(cluster: Cluster, trigger_id: str) -> dict[str, Any] | None:
-    rows = json.loads(cluster.cli("triggers", "--json").stdout)
-    return next((r for r in rows if r["id"] == trigger_id), None)
 
 
 def one_request(spec: dict[str, Any]) -> TriggerRequest:
@@ -185,21 +180,10 @@ def test_a_worker_killed_after_prefect_took_the_call_makes_one_run(
 def test_prefect_stopped_during_dispatch_then_started_again_makes_one_run(
     cluster: Cluster, prefect: Prefect
 ) -> None:
-    name, dataset = _prefect_cluster(
-        cluster,
-        prefect,
-        prefect.api,
-        retry={"initial": "0.5s", "max_delay": "2s", "max_attempts": 100},
-    )
+    name, dataset = _prefect_cluster(cluster, prefect, prefect.api, retry=PATIENT)
     cluster.run()
-    prefect.server.stop()
-    try:
-        cluster.cli("publish", dataset, "--partition", "2026-11-23")
-        trigger_id = f"baton:{name}:2026-11-23:0"
-        wait_until(lambda: (r := trigger_record(cluster, trigger_id)) and r["attempts"] >= 2)
-    finally:
-        prefect.server.start()
-    wait_until(lambda: trigger_record(cluster, trigger_id)["state"] == "succeeded", timeout=60)  # type: ignore[index]
+    trigger_id = f"baton:{name}:2026-11-23:0"
+    publish_through_an_outage(cluster, prefect.server, dataset, "2026-11-23", trigger_id)
     assert len(runs_with_key(prefect, trigger_id)) == 1
 
 
@@ -245,6 +229,9 @@ trigger: {{target: airflow, dag_id: report_daily}}
     assert [r["dag_run_id"] for r in found["dag_runs"]] == [trigger_id]
 
 
+# Retries that outlast an orchestrator's restart.
+PATIENT = {"initial": "0.5s", "max_delay": "2s", "max_attempts": 200}
+
 DAGSTER_CONTRACT = """
 name: {name}
 partitioned: daily
@@ -279,3 +266,40 @@ def test_a_worker_killed_after_dagster_took_the_call_makes_one_run(
     runs = runs_tagged(dagster, trigger_id)
     assert len(runs) == 1
     assert record["downstream_ref"] == runs[0]["runId"]
+
+
+@pytest.mark.dagster
+def test_dagster_stopped_during_dispatch_then_started_again_makes_one_run(
+    cluster: Cluster, dagster: Dagster
+) -> None:
+    name, dataset = f"stop_{uuid.uuid4().hex[:6]}", f"feeds.s_{uuid.uuid4().hex[:6]}"
+    cluster.write_contracts({"c.yaml": DAGSTER_CONTRACT.format(name=name, dataset=dataset)})
+    cluster.write_config("http://127.0.0.1:9", targets={"dagster": dagster.target()}, retry=PATIENT)
+    cluster.run()
+    trigger_id = f"baton:{name}:2026-11-23:0"
+    publish_through_an_outage(cluster, dagster.server, dataset, "2026-11-23", trigger_id)
+    assert len(runs_tagged(dagster, trigger_id)) == 1
+
+
+@pytest.mark.airflow
+def test_airflow_stopped_during_dispatch_then_started_again_makes_one_run(
+    cluster: Cluster, airflow: Airflow
+) -> None:
+    name, dataset, day = (
+        f"stop_{uuid.uuid4().hex[:6]}",
+        f"feeds.s_{uuid.uuid4().hex[:6]}",
+        unique_day(),
+    )
+    contract = f"""
+name: {name}
+partitioned: daily
+when: {dataset}
+trigger: {{target: airflow, dag_id: report_daily}}
+"""
+    cluster.write_contracts({"c.yaml": contract})
+    cluster.write_config("http://127.0.0.1:9", targets={"airflow": airflow.target()}, retry=PATIENT)
+    cluster.run()
+    trigger_id = f"baton:{name}:{day}:0"
+    publish_through_an_outage(cluster, airflow.server, dataset, day, trigger_id)
+    found = airflow.api("GET", "dags/report_daily/dagRuns", params={"run_id_pattern": trigger_id})
+    assert [r["dag_run_id"] for r in found["dag_runs"]] == [trigger_id]

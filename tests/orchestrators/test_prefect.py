@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -16,6 +15,7 @@ from broker.settings import PrefectTarget as PrefectConfig
 from tests.conftest import Cluster, wait_until
 from tests.orchestrators import servers
 from tests.orchestrators.conftest import Prefect
+from tests.orchestrators.helpers import wait_succeeded
 
 pytestmark = [pytest.mark.orchestrators, pytest.mark.prefect]
 
@@ -66,15 +66,7 @@ def test_a_contract_starts_a_flow_run_with_its_parameters_and_it_completes(
     cluster.run()
     cluster.cli("publish", dataset, "--partition", "2026-11-23", "--meta", "row_count=12")
 
-    def succeeded() -> dict[str, Any] | None:
-        rows = json.loads(cluster.cli("triggers", "--json").stdout)
-        ours = [t for t in rows if t["contract"] == name]
-        failed = [t["last_error"] for t in ours if t["state"] == "failed"]
-        assert not failed, failed
-        done = [t for t in ours if t["state"] == "succeeded"]
-        return done[0] if done else None
-
-    trigger = wait_until(succeeded, timeout=30)
+    trigger = wait_succeeded(cluster, name)
     assert trigger["id"] == f"baton:{name}:2026-11-23:0"
     run = api(prefect, "GET", f"flow_runs/{trigger['downstream_ref']}")
     assert run["parameters"] == {"run_date": "2026-11-23", "rows": 12}

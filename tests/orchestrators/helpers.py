@@ -1,0 +1,46 @@
+"""What the orchestrator tests ask Baton: trigger records, and riding out an outage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.conftest import Cluster, wait_until
+from tests.orchestrators.servers import Server
+
+
+def trigger_record(cluster: Cluster, trigger_id: str) -> dict[str, Any] | None:
+    rows = json.loads(cluster.cli("triggers", "--json").stdout)
+    return next((r for r in rows if r["id"] == trigger_id), None)
+
+
+def wait_succeeded(cluster: Cluster, contract: str, timeout: float = 30) -> dict[str, Any]:
+    """The contract's first succeeded trigger; fails at once if one failed, quoting it."""
+
+    def succeeded() -> dict[str, Any] | None:
+        rows = json.loads(cluster.cli("triggers", "--json").stdout)
+        ours = [t for t in rows if t["contract"] == contract]
+        failed = [t["last_error"] for t in ours if t["state"] == "failed"]
+        assert not failed, failed
+        done = [t for t in ours if t["state"] == "succeeded"]
+        return done[0] if done else None
+
+    found: dict[str, Any] = wait_until(succeeded, timeout=timeout)
+    return found
+
+
+def publish_through_an_outage(
+    cluster: Cluster, server: Server, dataset: str, partition: str, trigger_id: str
+) -> dict[str, Any]:
+    """Stop the orchestrator, publish, see Baton retry, start it again; the record."""
+    server.stop()
+    try:
+        cluster.cli("publish", dataset, "--partition", partition)
+        wait_until(lambda: (r := trigger_record(cluster, trigger_id)) and r["attempts"] >= 2)
+    finally:
+        server.start()
+    done: dict[str, Any] = wait_until(
+        lambda: (r := trigger_record(cluster, trigger_id)) and r["state"] == "succeeded" and r,
+        timeout=90,
+    )
+    return done
