@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import wait_until
 from tests.orchestrators import servers
+from tests.orchestrators.helpers import ask
 
 
 @dataclass
@@ -78,13 +78,10 @@ class Airflow:
                 "password": servers.AIRFLOW_PASSWORD, "timeout": 10.0, **overrides}  # fmt: skip
 
     def api(self, method: str, path: str, **kwargs: object) -> Any:
-        token = httpx.post(f"{self.url}/auth/token", timeout=10, json={
-            "username": servers.AIRFLOW_USER, "password": servers.AIRFLOW_PASSWORD,
-        }).json()["access_token"]  # fmt: skip
-        response = httpx.request(method, f"{self.url}/api/v2/{path}", timeout=10,
-                                 headers={"Authorization": f"Bearer {token}"}, **kwargs)  # type: ignore[arg-type]  # fmt: skip
-        response.raise_for_status()
-        return response.json()
+        login = {"username": servers.AIRFLOW_USER, "password": servers.AIRFLOW_PASSWORD}
+        token = ask("POST", f"{self.url}/auth/token", json=login).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        return ask(method, f"{self.url}/api/v2/{path}", headers=headers, **kwargs).json()
 
 
 @pytest.fixture(scope="session")

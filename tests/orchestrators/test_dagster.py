@@ -11,7 +11,6 @@ import time
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 
 from adapters.dagster import DagsterTarget
@@ -20,6 +19,7 @@ from broker.errors import TargetRejected, TargetUnavailable
 from broker.settings import DagsterTarget as DagsterConfig
 from tests.orchestrators import servers
 from tests.orchestrators.conftest import Dagster
+from tests.orchestrators.helpers import ask
 
 pytestmark = [pytest.mark.orchestrators, pytest.mark.dagster]
 
@@ -29,10 +29,7 @@ REPORT_CONFIG = {"ops": {"build_report": {"config": {"run_date": "2026-11-23", "
 
 def gql(dagster: Dagster, query: str, **variables: Any) -> dict[str, Any]:
     """Ask Dagster directly, to see what the adapter did."""
-    response = httpx.post(
-        dagster.graphql, json={"query": query, "variables": variables}, timeout=10
-    )
-    response.raise_for_status()
+    response = ask("POST", dagster.graphql, json={"query": query, "variables": variables})
     data: dict[str, Any] = response.json()["data"]
     return data
 

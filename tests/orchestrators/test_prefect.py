@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 
 from adapters.prefect import PrefectTarget
@@ -15,16 +14,14 @@ from broker.settings import PrefectTarget as PrefectConfig
 from tests.conftest import Cluster, wait_until
 from tests.orchestrators import servers
 from tests.orchestrators.conftest import Prefect
-from tests.orchestrators.helpers import wait_succeeded
+from tests.orchestrators.helpers import ask, wait_succeeded
 
 pytestmark = [pytest.mark.orchestrators, pytest.mark.prefect]
 
 
 def api(prefect: Prefect, method: str, path: str, **kwargs: Any) -> Any:
     auth = tuple(servers.PREFECT_AUTH.split(":", 1))
-    response = httpx.request(method, f"{prefect.api}/{path}", auth=auth, timeout=10, **kwargs)
-    response.raise_for_status()
-    return response.json()
+    return ask(method, f"{prefect.api}/{path}", auth=auth, **kwargs).json()
 
 
 def runs_with_key(prefect: Prefect, key: str) -> list[dict[str, Any]]:
