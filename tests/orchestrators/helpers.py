@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 
+from broker.dispatch.target import Receipt, RunStatus, Target, TriggerRequest
+from broker.errors import TargetUnavailable
 from tests.conftest import Cluster, wait_until
 from tests.orchestrators.servers import Server
+
+T = TypeVar("T")
 
 
 def trigger_record(cluster: Cluster, trigger_id: str) -> dict[str, Any] | None:
@@ -60,3 +66,34 @@ def ask(method: str, url: str, **kwargs: Any) -> httpx.Response:
         time.sleep(0.5)
     response.raise_for_status()
     return response
+
+
+class Patient:
+    """An adapter whose transient failures are tried again, as Baton's dispatcher does.
+
+    For tests that call an adapter straight against a real (SQLite-backed, loaded)
+    orchestrator: a 503 "retry later" from it is the adapter working, not the thing
+    under test. Permanent rejections pass through at once."""
+
+    def __init__(self, target: Target, attempts: int = 10, pause: float = 0.5) -> None:
+        self.target, self.attempts, self.pause = target, attempts, pause
+
+    async def _again(self, call: Callable[[], Awaitable[T]]) -> T:
+        for _ in range(self.attempts - 1):
+            try:
+                return await call()
+            except TargetUnavailable:
+                await asyncio.sleep(self.pause)
+        return await call()
+
+    async def trigger(self, request: TriggerRequest) -> Receipt:
+        return await self._again(lambda: self.target.trigger(request))
+
+    async def status(self, ref: str) -> RunStatus:
+        return await self._again(lambda: self.target.status(ref))
+
+    async def check(self, spec: dict[str, Any]) -> list[str]:
+        return await self._again(lambda: self.target.check(spec))
+
+    async def aclose(self) -> None:
+        await self.target.aclose()

@@ -22,7 +22,7 @@ from broker.settings import PrefectTarget as PrefectConfig
 from tests.conftest import Cluster, wait_until
 from tests.orchestrators.conftest import Airflow, Dagster, Prefect
 from tests.orchestrators.faults import FaultProxy, fault_proxy
-from tests.orchestrators.helpers import publish_through_an_outage, trigger_record
+from tests.orchestrators.helpers import Patient, publish_through_an_outage, trigger_record
 from tests.orchestrators.test_airflow import unique_day
 from tests.orchestrators.test_dagster import runs_tagged
 from tests.orchestrators.test_prefect import runs_with_key
@@ -99,7 +99,7 @@ async def _faults_are_transient(
             with pytest.raises(TargetUnavailable):
                 await target.trigger(one_request(spec))
             proxy.mode = "pass"  # the same request goes through once the wire is whole
-            receipt = await target.trigger(one_request(spec))
+            receipt = await Patient(target).trigger(one_request(spec))
         finally:
             await target.aclose()
     assert receipt.ref
