@@ -76,6 +76,7 @@ def test_a_chain_crosses_airflow_dagster_and_prefect_once_each(
     assert airflow_run["state"] == "success" and airflow_run["conf"] == {"day": day}
     dagster_runs = runs_tagged(dagster, f"baton:revenue_{n}:{day}:0")
     assert len(dagster_runs) == 1
+    assert dagster_runs[0]["runConfig"] == {"ops": {"build_report": {"config": {"run_date": day}}}}
     prefect_runs = runs_with_key(prefect, f"baton:publish_{n}:{day}:0")
     assert len(prefect_runs) == 1 and prefect_runs[0]["parameters"] == {"run_date": day}
     assert done[f"clean_{n}"]["run_state"] == "succeeded"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -14,7 +15,7 @@ from broker.settings import PrefectTarget as PrefectConfig
 from tests.conftest import Cluster, wait_until
 from tests.orchestrators import servers
 from tests.orchestrators.conftest import Prefect
-from tests.orchestrators.helpers import Patient, ask, wait_succeeded
+from tests.orchestrators.helpers import Patient, ask, trigger_record, wait_succeeded
 
 pytestmark = [pytest.mark.orchestrators, pytest.mark.prefect]
 
@@ -162,3 +163,26 @@ async def test_online_check_names_missing_and_unknown_parameters(prefect: Prefec
     assert any("takes no parameter 'colour'" in p for p in bad)
     assert any("needs parameter 'run_date'" in p for p in bad)
     assert missing == ["prefect prefect: deployment 'report/gone' not found"]
+
+
+def test_an_unknown_deployment_is_dead_lettered_at_once_in_prefects_words(
+    cluster: Cluster, prefect: Prefect
+) -> None:
+    name = f"lost_{uuid.uuid4().hex[:6]}"
+    contract = f"""
+name: {name}
+partitioned: daily
+when: feeds.{name}
+trigger: {{target: prefect, deployment: report/gone, parameters: {{run_date: x}}}}
+"""
+    cluster.write_contracts({"lost.yaml": contract})
+    cluster.write_config("http://127.0.0.1:9", targets={"prefect": prefect.target()})
+    cluster.run()
+    cluster.cli("publish", f"feeds.{name}", "--partition", "2026-11-23")
+    trigger_id = f"baton:{name}:2026-11-23:0"
+    record = wait_until(lambda: (r := trigger_record(cluster, trigger_id))
+                        and r["state"] == "failed" and r)  # fmt: skip
+    assert record["attempts"] == 1
+    assert record["last_error"] == "prefect prefect: deployment 'report/gone' not found"
+    dead = json.loads(cluster.cli("dlq", "list", "--json").stdout)
+    assert [d["trigger_id"] for d in dead] == [trigger_id]
