@@ -174,17 +174,18 @@ def _meta(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--producer", default="cli")
 @click.option("--url", help="Baton's API (default: from the config)")
 @click.option("--redis-url", help="publish straight to Redis instead of over HTTP")
+@click.option("--token", envvar="BATON_TOKEN", help="producer token (env BATON_TOKEN)")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def publish(ctx: click.Context, dataset: str, partition: str | None, status: str,
             meta: tuple[str, ...], event_id: str | None, producer: str, url: str | None,
-            redis_url: str | None, as_json: bool) -> None:  # fmt: skip
+            redis_url: str | None, token: str | None, as_json: bool) -> None:  # fmt: skip
     """Publish one dataset-completion event."""
     from broker.client import BatonClient  # noqa: PLC0415
 
     settings = _settings(ctx)
     target = {"redis_url": redis_url} if redis_url else {"url": url or _api_url(settings)}
-    with BatonClient(**target, namespace=settings.namespace) as client:
+    with BatonClient(**target, token=token, namespace=settings.namespace) as client:
         try:
             result = client.publish(dataset, partition, status=status, metadata=_meta(meta),
                                     event_id=event_id, producer=producer)  # fmt: skip
@@ -225,6 +226,24 @@ def triggers(ctx: click.Context, limit: int, as_json: bool) -> None:
     from broker.inspect import triggers_command  # noqa: PLC0415
 
     click.echo(_run(lambda: triggers_command(_settings(ctx), limit, as_json)))
+
+
+@main.group()
+def token() -> None:
+    """Producer tokens."""
+
+
+@token.command("hash")
+@click.argument("value", required=False)
+def token_hash_command(value: str | None) -> None:
+    """Print a token's SHA-256, for `token_sha256:` in the config (reads stdin without
+    VALUE, so the token stays out of shell history)."""
+    from broker.auth import token_hash  # noqa: PLC0415
+
+    secret = value if value is not None else sys.stdin.readline().strip()
+    if not secret:
+        raise click.UsageError("no token given")
+    click.echo(token_hash(secret))
 
 
 @main.group()

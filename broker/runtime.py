@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from broker.auth import Authenticator
 from broker.contracts.check import check_contracts
 from broker.contracts.loader import ContractSet
 from broker.contracts.model import Contract
@@ -68,6 +69,12 @@ class Runtime:
     redis: Redis
     store: RedisStore
     embedded: RedisProcess | None = None
+    # Producer tokens and scopes; with `auth: off`, or no producers, nobody is asked.
+    auth: Authenticator = field(init=False)
+
+    def __post_init__(self) -> None:
+        producers = self.settings.producers if self.settings.auth == "on" else []
+        self.auth = Authenticator(producers)
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -87,9 +87,20 @@ class RetrySettings(_Strict):
 
 
 class ProducerSettings(_Strict):
+    """A producer: its bearer token (or only the token's SHA-256), and what it may
+    publish: dataset globs and, optionally, a partition glob."""
+
     name: str
-    token: SecretStr
-    datasets: list[str] = ["*"]
+    token: SecretStr | None = None
+    token_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    datasets: list[str] = Field(["*"], min_length=1)
+    partitions: str | None = None
+
+    @model_validator(mode="after")
+    def _one_token(self) -> ProducerSettings:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError(f"producer {self.name!r}: give exactly one of token or token_sha256")
+        return self
 
 
 class AlertSink(_Strict):

@@ -17,8 +17,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from broker.api.problems import PROBLEM, problem_body
+from broker.auth import Authenticator, Producer
 from broker.errors import BacklogFull, EventRejected
-from broker.events import parse_events
+from broker.events import Event, parse_events
 from broker.ingest import ingest
 
 router = APIRouter(tags=["events"])
@@ -55,27 +56,63 @@ def _problem(status: int, title: str, detail: str, **extra: Any) -> Answer:
     return Answer(status, json.dumps(body).encode(), PROBLEM, extra.pop("headers", {}))
 
 
-async def answer(runtime: Any, body: bytes) -> Answer:
-    """Validate and append the events in `body`; the whole of POST /v1/events."""
-    settings = runtime.settings
-    if len(body) > settings.api.max_body_bytes:
-        return _too_large(len(body), settings.api.max_body_bytes)
+class _Refused(Exception):
+    """A request answered with a problem before anything is written."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+
+
+async def answer(runtime: Any, body: bytes, authorization: str | None = None) -> Answer:
+    """Authenticate, validate and append the events in `body`: all of POST /v1/events.
+    Every refusal comes before the append, so nothing is ever half-written."""
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return _problem(
-            400, "Malformed JSON", f"the body is not JSON: {exc}", errors=[("body", str(exc))]
-        )
-    try:
-        events = parse_events(data, settings.api.max_batch)
+        producer = _authenticate(runtime.auth, authorization)
+        events = _parse(body, runtime.settings)
+        if producer is not None and (outside := runtime.auth.refusals(producer, events)):
+            detail = "; ".join(reason for _, reason in outside)
+            return _problem(403, "Outside the token's scope", detail, errors=outside)
         result = await ingest(runtime.store, events)
-    except EventRejected as exc:
-        return _problem(422, "Invalid event", str(exc), errors=exc.errors)
+    except _Refused as refused:
+        return refused.answer
     except BacklogFull as exc:
         return _problem(
             429, "Backlog full", str(exc), headers={"Retry-After": str(exc.retry_after)}
         )
     return Answer(202, json.dumps(result.as_dict()).encode())
+
+
+def _parse(body: bytes, settings: Any) -> list[Event]:
+    if len(body) > settings.api.max_body_bytes:
+        raise _Refused(_too_large(len(body), settings.api.max_body_bytes))
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _Refused(
+            _problem(400, "Malformed JSON", f"the body is not JSON: {exc}",
+                     errors=[("body", str(exc))])
+        ) from exc  # fmt: skip
+    try:
+        return parse_events(data, settings.api.max_batch)
+    except EventRejected as exc:
+        raise _Refused(_problem(422, "Invalid event", str(exc), errors=exc.errors)) from exc
+
+
+def _authenticate(auth: Authenticator, authorization: str | None) -> Producer | None:
+    """The producer the request speaks for; None when no token is asked for (no
+    producers configured, or `auth: off`)."""
+    if not auth.required:
+        return None
+    producer = auth.producer(authorization)
+    if producer is not None:
+        return producer
+    detail = (
+        "the token is not a known producer's"
+        if authorization
+        else "a producer token is required: Authorization: Bearer <token>"
+    )
+    challenge = {"WWW-Authenticate": 'Bearer realm="baton"'}
+    raise _Refused(_problem(401, "Unauthorized", detail, headers=challenge))
 
 
 def _too_large(size: int, limit: int) -> Answer:
@@ -91,6 +128,8 @@ def _too_large(size: int, limit: int) -> Answer:
     responses={
         202: {"description": "Durably in the stream: accepted and duplicate event ids"},
         400: {"description": "Not JSON"},
+        401: {"description": "No producer token, or an unknown one"},
+        403: {"description": "An event outside the token's dataset or partition scope"},
         413: {"description": "Body over the size limit"},
         422: {"description": "A field is invalid; problem details name each"},
         429: {"description": "The events backlog is over its limit"},
@@ -103,7 +142,7 @@ async def post_events(request: Request) -> Response:
     if declared.isdigit() and int(declared) > limit:
         result = _too_large(int(declared), limit)
     else:
-        result = await answer(runtime, await request.body())
+        result = await answer(runtime, await request.body(), request.headers.get("authorization"))
     return Response(result.body, result.status, result.headers, result.media_type)
 
 
@@ -141,4 +180,7 @@ class EventsFastPath:
                 return _too_large(size, limit)
             chunks.append(chunk)
             more = message.get("more_body", False)
-        return await answer(self.runtime, b"".join(chunks))
+        authorization = dict(scope["headers"]).get(b"authorization")
+        return await answer(
+            self.runtime, b"".join(chunks), authorization.decode() if authorization else None
+        )
