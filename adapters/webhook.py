@@ -7,8 +7,6 @@ signed: `X-Baton-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">` an
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 from typing import Any
@@ -16,13 +14,12 @@ from typing import Any
 import aiohttp
 
 from adapters._http import classify, translate_errors
+from broker.auth import signature
 from broker.dispatch.target import Receipt, RunStatus, TriggerRequest
 from broker.settings import WebhookTarget as WebhookConfig
 
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
+# The same scheme Baton checks on signed requests coming in (broker.auth).
+sign = signature
 
 
 def default_body(request: TriggerRequest) -> dict[str, Any]:

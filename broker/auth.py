@@ -6,12 +6,20 @@ the secret; either way Baton keeps only the hash in memory and never logs a toke
 Scopes are globs (`warehouse.*`); a request is answered 401 without a known token and
 403, naming the dataset, when any of its events is outside the token's scope — the
 whole request, so a batch is never half-written.
+
+A producer with `hmac_secret` signs instead, as Baton signs its own webhooks:
+`X-Baton-Timestamp: <unix seconds>` and `X-Baton-Signature: sha256=<hex HMAC-SHA256 of
+"<timestamp>.<raw body>">` (the timestamp is signed too, so it cannot be moved), and
+`X-Baton-Producer: <name>`. A timestamp outside the window (`api.signature_window`) or a
+signature already used within it (a replay) is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import hmac
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -21,6 +29,19 @@ from broker.settings import ProducerSettings
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+class AuthError(Exception):
+    """401: the request does not prove which producer sent it."""
+
+
+# Marks a signature as used until it expires; False if it was used already.
+FirstUse = Callable[[str, int], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,16 +66,58 @@ class Producer:
 class Authenticator:
     """Bearer token -> producer, by the token's SHA-256."""
 
-    def __init__(self, producers: Sequence[ProducerSettings]) -> None:
+    def __init__(self, producers: Sequence[ProducerSettings], window_s: int = 300) -> None:
         self._by_hash: dict[str, Producer] = {}
+        self._signing: dict[str, tuple[str, Producer]] = {}
+        self.window_s = window_s
         for p in producers:
+            producer = Producer(p.name, tuple(p.datasets), p.partitions)
+            if p.hmac_secret is not None:
+                self._signing[p.name] = (p.hmac_secret.get_secret_value(), producer)
+                continue
             digest = token_hash(p.token.get_secret_value()) if p.token else p.token_sha256
-            assert digest is not None  # the settings model requires one of the two
-            self._by_hash[digest.lower()] = Producer(p.name, tuple(p.datasets), p.partitions)
+            assert digest is not None  # the settings model requires one credential
+            self._by_hash[digest.lower()] = producer
 
     @property
     def required(self) -> bool:
-        return bool(self._by_hash)
+        return bool(self._by_hash or self._signing)
+
+    async def authenticate(
+        self, headers: Mapping[str, str], body: bytes, first_use: FirstUse
+    ) -> Producer:
+        """The producer a request speaks for, by bearer token or by signature."""
+        if "x-baton-signature" in headers:
+            return await self._signed(headers, body, first_use)
+        authorization = headers.get("authorization")
+        producer = self.producer(authorization)
+        if producer is None:
+            raise AuthError(
+                "the token is not a known producer's"
+                if authorization
+                else "a producer token is required: Authorization: Bearer <token> "
+                "(or a signed request: X-Baton-Signature)"
+            )
+        return producer
+
+    async def _signed(
+        self, headers: Mapping[str, str], body: bytes, first_use: FirstUse
+    ) -> Producer:
+        name = headers.get("x-baton-producer", "")
+        if name not in self._signing:
+            raise AuthError(f"X-Baton-Producer: {name!r} is not a producer that signs")
+        secret, producer = self._signing[name]
+        stamp = headers.get("x-baton-timestamp", "")
+        if not stamp.isdigit() or abs(time.time() - int(stamp)) > self.window_s:
+            raise AuthError(
+                f"X-Baton-Timestamp: {stamp!r} is missing or more than {self.window_s}s from now"
+            )
+        given = headers["x-baton-signature"]
+        if not hmac.compare_digest(given, signature(secret, stamp, body)):
+            raise AuthError("X-Baton-Signature does not match the body and timestamp")
+        if not await first_use(given, self.window_s * 2):
+            raise AuthError("X-Baton-Signature was used before: a replayed request")
+        return producer
 
     def producer(self, authorization: str | None) -> Producer | None:
         """The producer this `Authorization` header names, or None."""

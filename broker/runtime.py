@@ -74,7 +74,8 @@ class Runtime:
 
     def __post_init__(self) -> None:
         producers = self.settings.producers if self.settings.auth == "on" else []
-        self.auth = Authenticator(producers)
+        window = int(self.settings.api.signature_window.total_seconds())
+        self.auth = Authenticator(producers, window)
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:

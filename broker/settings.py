@@ -72,6 +72,8 @@ TargetConfig = Annotated[
 
 
 class ApiSettings(_Strict):
+    # How old a signed request's X-Baton-Timestamp may be; a signature is accepted once.
+    signature_window: Duration = timedelta(minutes=5)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
@@ -93,13 +95,18 @@ class ProducerSettings(_Strict):
     name: str
     token: SecretStr | None = None
     token_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    # For tools that can sign a webhook but not hold a bearer token.
+    hmac_secret: SecretStr | None = None
     datasets: list[str] = Field(["*"], min_length=1)
     partitions: str | None = None
 
     @model_validator(mode="after")
-    def _one_token(self) -> ProducerSettings:
-        if (self.token is None) == (self.token_sha256 is None):
-            raise ValueError(f"producer {self.name!r}: give exactly one of token or token_sha256")
+    def _one_credential(self) -> ProducerSettings:
+        given = [self.token, self.token_sha256, self.hmac_secret]
+        if sum(c is not None for c in given) != 1:
+            raise ValueError(
+                f"producer {self.name!r}: give exactly one of token, token_sha256 or hmac_secret"
+            )
         return self
 
 

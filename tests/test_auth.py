@@ -3,12 +3,14 @@ naming the dataset outside the scope, nothing half-written."""
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import httpx
 import pytest
 
-from broker.auth import token_hash
+from broker.auth import signature, token_hash
 from tests.conftest import Cluster
 
 CONTRACT = """
@@ -20,6 +22,7 @@ trigger: {target: hook}
 
 WAREHOUSE = "tok-warehouse-1"
 EU_ONLY = "tok-eu-2"
+SIGNING = "hmac-secret-3"
 
 
 @pytest.fixture
@@ -30,6 +33,7 @@ def api(cluster: Cluster) -> Cluster:
         {"name": "loader", "token": WAREHOUSE, "datasets": ["warehouse.*"]},
         {"name": "eu", "token_sha256": token_hash(EU_ONLY), "datasets": ["sales.*"],
          "partitions": "eu-*"},
+        {"name": "saas", "hmac_secret": SIGNING, "datasets": ["saas.*"]},
     ])  # fmt: skip
     cluster.run()
     return cluster
@@ -100,4 +104,39 @@ def test_a_producer_needs_exactly_one_of_token_and_hash(cluster: Cluster) -> Non
     cluster.write_config("http://127.0.0.1:9", producers=[{"name": "x", "datasets": ["*"]}])
     result = cluster.cli("check", check=False)
     assert result.returncode != 0
-    assert "producer 'x': give exactly one of token or token_sha256" in result.stderr
+    assert "producer 'x': give exactly one of token, token_sha256 or hmac_secret" in (result.stderr)
+
+
+def signed(
+    cluster: Cluster, body: bytes, stamp: int | None = None, secret: str = SIGNING
+) -> httpx.Response:
+    ts = str(int(time.time()) if stamp is None else stamp)
+    headers = {
+        "Content-Type": "application/json",
+        "X-Baton-Producer": "saas",
+        "X-Baton-Timestamp": ts,
+        "X-Baton-Signature": signature(secret, ts, body),
+    }
+    return httpx.post(cluster.api + "/v1/events", content=body, headers=headers, timeout=10)
+
+
+def test_a_signed_request_is_accepted_once_and_a_replay_is_refused(api: Cluster) -> None:
+    body = json.dumps({"dataset": "saas.invoices", "partition": "2026-11-23"}).encode()
+    stamp = int(time.time())
+    first = signed(api, body, stamp)
+    assert first.status_code == 202, first.text
+    replay = signed(api, body, stamp)
+    assert replay.status_code == 401
+    assert replay.json()["detail"] == "X-Baton-Signature was used before: a replayed request"
+
+
+def test_a_bad_or_stale_signature_is_refused(api: Cluster) -> None:
+    body = json.dumps({"dataset": "saas.invoices"}).encode()
+    forged = signed(api, body, secret="guess")
+    assert forged.status_code == 401
+    assert forged.json()["detail"] == "X-Baton-Signature does not match the body and timestamp"
+    stale = signed(api, body, stamp=int(time.time()) - 3600)
+    assert stale.status_code == 401
+    assert "more than 300s from now" in stale.json()["detail"]
+    outside = signed(api, json.dumps({"dataset": "warehouse.orders"}).encode())
+    assert outside.status_code == 403

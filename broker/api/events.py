@@ -9,7 +9,7 @@ routing, which cost about half the CPU of a single-event request.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from broker.api.problems import PROBLEM, problem_body
-from broker.auth import Authenticator, Producer
+from broker.auth import Authenticator, AuthError, Producer
 from broker.errors import BacklogFull, EventRejected
 from broker.events import Event, parse_events
 from broker.ingest import ingest
@@ -63,11 +63,11 @@ class _Refused(Exception):
         self.answer = answer
 
 
-async def answer(runtime: Any, body: bytes, authorization: str | None = None) -> Answer:
+async def answer(runtime: Any, body: bytes, headers: Mapping[str, str] | None = None) -> Answer:
     """Authenticate, validate and append the events in `body`: all of POST /v1/events.
     Every refusal comes before the append, so nothing is ever half-written."""
     try:
-        producer = _authenticate(runtime.auth, authorization)
+        producer = await _authenticate(runtime, headers or {}, body)
         events = _parse(body, runtime.settings)
         if producer is not None and (outside := runtime.auth.refusals(producer, events)):
             detail = "; ".join(reason for _, reason in outside)
@@ -98,21 +98,17 @@ def _parse(body: bytes, settings: Any) -> list[Event]:
         raise _Refused(_problem(422, "Invalid event", str(exc), errors=exc.errors)) from exc
 
 
-def _authenticate(auth: Authenticator, authorization: str | None) -> Producer | None:
-    """The producer the request speaks for; None when no token is asked for (no
-    producers configured, or `auth: off`)."""
+async def _authenticate(runtime: Any, headers: Mapping[str, str], body: bytes) -> Producer | None:
+    """The producer the request speaks for; None when nobody is asked (no producers
+    configured, or `auth: off`)."""
+    auth: Authenticator = runtime.auth
     if not auth.required:
         return None
-    producer = auth.producer(authorization)
-    if producer is not None:
-        return producer
-    detail = (
-        "the token is not a known producer's"
-        if authorization
-        else "a producer token is required: Authorization: Bearer <token>"
-    )
-    challenge = {"WWW-Authenticate": 'Bearer realm="baton"'}
-    raise _Refused(_problem(401, "Unauthorized", detail, headers=challenge))
+    try:
+        return await auth.authenticate(headers, body, runtime.store.first_use)
+    except AuthError as exc:
+        challenge = {"WWW-Authenticate": 'Bearer realm="baton"'}
+        raise _Refused(_problem(401, "Unauthorized", str(exc), headers=challenge)) from exc
 
 
 def _too_large(size: int, limit: int) -> Answer:
@@ -128,8 +124,8 @@ def _too_large(size: int, limit: int) -> Answer:
     responses={
         202: {"description": "Durably in the stream: accepted and duplicate event ids"},
         400: {"description": "Not JSON"},
-        401: {"description": "No producer token, or an unknown one"},
-        403: {"description": "An event outside the token's dataset or partition scope"},
+        401: {"description": "No producer token or valid signature"},
+        403: {"description": "An event outside the producer's dataset or partition scope"},
         413: {"description": "Body over the size limit"},
         422: {"description": "A field is invalid; problem details name each"},
         429: {"description": "The events backlog is over its limit"},
@@ -142,8 +138,15 @@ async def post_events(request: Request) -> Response:
     if declared.isdigit() and int(declared) > limit:
         result = _too_large(int(declared), limit)
     else:
-        result = await answer(runtime, await request.body(), request.headers.get("authorization"))
+        result = await answer(runtime, await request.body(), _auth_headers(request.headers))
     return Response(result.body, result.status, result.headers, result.media_type)
+
+
+_AUTH_HEADERS = ("authorization", "x-baton-signature", "x-baton-timestamp", "x-baton-producer")
+
+
+def _auth_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: headers[name] for name in _AUTH_HEADERS if name in headers}
 
 
 class EventsFastPath:
@@ -180,7 +183,5 @@ class EventsFastPath:
                 return _too_large(size, limit)
             chunks.append(chunk)
             more = message.get("more_body", False)
-        authorization = dict(scope["headers"]).get(b"authorization")
-        return await answer(
-            self.runtime, b"".join(chunks), authorization.decode() if authorization else None
-        )
+        raw = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        return await answer(self.runtime, b"".join(chunks), _auth_headers(raw))

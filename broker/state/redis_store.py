@@ -242,6 +242,12 @@ class RedisStore:
                 pipe.zadd(self.keys.tracking, {trigger_id: next_ms})
             await pipe.execute()
 
+    # -- signed requests -----------------------------------------------------------
+    async def first_use(self, signature: str, ttl_s: int) -> bool:
+        """Mark a request signature used; False if it was already (a replay)."""
+        key = f"{self.keys.namespace}:sig:{signature}"
+        return bool(await self.redis.set(key, 1, nx=True, ex=ttl_s))
+
     # -- dead letters ------------------------------------------------------------------
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The dead-letter stream, newest first."""
