@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -110,6 +118,28 @@ class ProducerSettings(_Strict):
         return self
 
 
+class OpenLineageSettings(_Strict):
+    """How OpenLineage run events become Baton events (see broker/openlineage.py)."""
+
+    datasets: dict[str, str] = {}
+    partition_from: list[Literal["facet", "nominal_time", "name"]] = ["facet", "nominal_time"]
+    partition_facet: str = "partition"
+    nominal_granularity: Literal["hourly", "daily", "weekly", "monthly"] = "daily"
+    name_pattern: str | None = None
+
+    @field_validator("name_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compiled = re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from exc
+            if "partition" not in compiled.groupindex:
+                raise ValueError("needs a (?P<partition>...) group")
+        return value
+
+
 class AlertSink(_Strict):
     kind: Literal["webhook"] = "webhook"
     url: str
@@ -146,6 +176,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     targets: dict[str, TargetConfig] = {}
     producers: list[ProducerSettings] = []
+    openlineage: OpenLineageSettings = OpenLineageSettings()
     alerts: list[AlertSink] = []
     retry: RetrySettings = RetrySettings()
     auth: Literal["on", "off"] = "on"

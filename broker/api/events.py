@@ -20,7 +20,8 @@ from broker.api.problems import PROBLEM, problem_body
 from broker.auth import Authenticator, AuthError, Producer
 from broker.errors import BacklogFull, EventRejected
 from broker.events import Event, parse_events
-from broker.ingest import ingest
+from broker.ingest import IngestResult, ingest
+from broker.openlineage import translate
 
 router = APIRouter(tags=["events"])
 Scope = MutableMapping[str, Any]
@@ -63,26 +64,41 @@ class _Refused(Exception):
         self.answer = answer
 
 
-async def answer(runtime: Any, body: bytes, headers: Mapping[str, str] | None = None) -> Answer:
-    """Authenticate, validate and append the events in `body`: all of POST /v1/events.
-    Every refusal comes before the append, so nothing is ever half-written."""
+# Body JSON -> the events in it, and anything more to answer (e.g. how many ignored).
+Reader = Callable[[Any, Any], tuple[list[Event], dict[str, Any]]]
+
+
+def read_events(data: Any, settings: Any) -> tuple[list[Event], dict[str, Any]]:
+    """POST /v1/events: one event or {"events": [...]}."""
+    return parse_events(data, settings.api.max_batch), {}
+
+
+async def answer(
+    runtime: Any,
+    body: bytes,
+    headers: Mapping[str, str] | None = None,
+    read: Reader = read_events,
+) -> Answer:
+    """Authenticate, validate and append the events in `body`: all of POST /v1/events
+    (and, with another `read`, of POST /v1/openlineage). Every refusal comes before the
+    append, so nothing is ever half-written."""
     try:
         producer = await _authenticate(runtime, headers or {}, body)
-        events = _parse(body, runtime.settings)
+        events, extra = _parse(body, runtime.settings, read)
         if producer is not None and (outside := runtime.auth.refusals(producer, events)):
             detail = "; ".join(reason for _, reason in outside)
             return _problem(403, "Outside the token's scope", detail, errors=outside)
-        result = await ingest(runtime.store, events)
+        result = await ingest(runtime.store, events) if events else IngestResult()
     except _Refused as refused:
         return refused.answer
     except BacklogFull as exc:
         return _problem(
             429, "Backlog full", str(exc), headers={"Retry-After": str(exc.retry_after)}
         )
-    return Answer(202, json.dumps(result.as_dict()).encode())
+    return Answer(202, json.dumps(result.as_dict() | extra).encode())
 
 
-def _parse(body: bytes, settings: Any) -> list[Event]:
+def _parse(body: bytes, settings: Any, read: Reader) -> tuple[list[Event], dict[str, Any]]:
     if len(body) > settings.api.max_body_bytes:
         raise _Refused(_too_large(len(body), settings.api.max_body_bytes))
     try:
@@ -93,7 +109,7 @@ def _parse(body: bytes, settings: Any) -> list[Event]:
                      errors=[("body", str(exc))])
         ) from exc  # fmt: skip
     try:
-        return parse_events(data, settings.api.max_batch)
+        return read(data, settings)
     except EventRejected as exc:
         raise _Refused(_problem(422, "Invalid event", str(exc), errors=exc.errors)) from exc
 
@@ -185,3 +201,56 @@ class EventsFastPath:
             more = message.get("more_body", False)
         raw = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         return await answer(self.runtime, b"".join(chunks), _auth_headers(raw))
+
+
+def read_openlineage(data: Any, settings: Any) -> tuple[list[Event], dict[str, Any]]:
+    events, ignored = translate(data, settings.openlineage)
+    if len(events) > settings.api.max_batch:
+        raise EventRejected([("outputs", f"{len(events)} outputs; the limit is "
+                                         f"{settings.api.max_batch} per request")])  # fmt: skip
+    return events, {"ignored": ignored}
+
+
+@router.post(
+    "/v1/openlineage",
+    status_code=202,
+    tags=["events"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"type": "object", "description": "an OpenLineage RunEvent"},
+                            {"type": "array", "items": {"type": "object"}},
+                        ]
+                    }
+                }
+            },
+        }
+    },
+    responses={
+        202: {
+            "description": "Accepted and duplicate event ids, and how many run events "
+            "were ignored (START, RUNNING, OTHER)"
+        },
+        401: {"description": "No producer token or valid signature"},
+        403: {"description": "An output dataset outside the producer's scope"},
+        413: {"description": "Body over the size limit"},
+        422: {"description": "Not a run event; problem details name each field"},
+        429: {"description": "The events backlog is over its limit"},
+    },
+)
+async def post_openlineage(request: Request) -> Response:
+    """OpenLineage RunEvents: each output of a COMPLETE (FAIL, ABORT) run event becomes a
+    success (failed) event for its dataset."""
+    runtime = request.app.state.runtime
+    declared = request.headers.get("content-length", "")
+    limit = runtime.settings.api.max_body_bytes
+    if declared.isdigit() and int(declared) > limit:
+        result = _too_large(int(declared), limit)
+    else:
+        result = await answer(runtime, await request.body(), _auth_headers(request.headers),
+                              read_openlineage)  # fmt: skip
+    return Response(result.body, result.status, result.headers, result.media_type)
