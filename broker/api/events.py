@@ -18,6 +18,7 @@ from fastapi.responses import Response
 
 from broker.api.problems import PROBLEM, problem_body
 from broker.auth import Authenticator, AuthError, Producer
+from broker.cloudevents import is_cloudevent, read_cloudevents
 from broker.errors import BacklogFull, EventRejected
 from broker.events import Event, parse_events
 from broker.ingest import IngestResult, ingest
@@ -64,12 +65,16 @@ class _Refused(Exception):
         self.answer = answer
 
 
-# Body JSON -> the events in it, and anything more to answer (e.g. how many ignored).
-Reader = Callable[[Any, Any], tuple[list[Event], dict[str, Any]]]
+# (body JSON, settings, headers) -> the events in it, and anything more to answer.
+Reader = Callable[[Any, Any, Mapping[str, str]], tuple[list[Event], dict[str, Any]]]
 
 
-def read_events(data: Any, settings: Any) -> tuple[list[Event], dict[str, Any]]:
-    """POST /v1/events: one event or {"events": [...]}."""
+def read_events(
+    data: Any, settings: Any, headers: Mapping[str, str]
+) -> tuple[list[Event], dict[str, Any]]:
+    """POST /v1/events: one event or {"events": [...]}, or CloudEvents (either mode)."""
+    if is_cloudevent(headers):
+        return read_cloudevents(data, headers, settings.api.max_batch), {}
     return parse_events(data, settings.api.max_batch), {}
 
 
@@ -84,7 +89,7 @@ async def answer(
     append, so nothing is ever half-written."""
     try:
         producer = await _authenticate(runtime, headers or {}, body)
-        events, extra = _parse(body, runtime.settings, read)
+        events, extra = _parse(body, runtime.settings, read, headers or {})
         if producer is not None and (outside := runtime.auth.refusals(producer, events)):
             detail = "; ".join(reason for _, reason in outside)
             return _problem(403, "Outside the token's scope", detail, errors=outside)
@@ -98,7 +103,9 @@ async def answer(
     return Answer(202, json.dumps(result.as_dict() | extra).encode())
 
 
-def _parse(body: bytes, settings: Any, read: Reader) -> tuple[list[Event], dict[str, Any]]:
+def _parse(
+    body: bytes, settings: Any, read: Reader, headers: Mapping[str, str]
+) -> tuple[list[Event], dict[str, Any]]:
     if len(body) > settings.api.max_body_bytes:
         raise _Refused(_too_large(len(body), settings.api.max_body_bytes))
     try:
@@ -109,7 +116,7 @@ def _parse(body: bytes, settings: Any, read: Reader) -> tuple[list[Event], dict[
                      errors=[("body", str(exc))])
         ) from exc  # fmt: skip
     try:
-        return read(data, settings)
+        return read(data, settings, headers)
     except EventRejected as exc:
         raise _Refused(_problem(422, "Invalid event", str(exc), errors=exc.errors)) from exc
 
@@ -135,7 +142,18 @@ def _too_large(size: int, limit: int) -> Answer:
     "/v1/events",
     status_code=202,
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _BODY_SCHEMA},
+                "application/cloudevents+json": {
+                    "schema": {"type": "object", "description": "a CloudEvent; data: an Event"}
+                },
+                "application/cloudevents-batch+json": {
+                    "schema": {"type": "array", "items": {"type": "object"}}
+                },
+            },
+        }
     },
     responses={
         202: {"description": "Durably in the stream: accepted and duplicate event ids"},
@@ -154,15 +172,22 @@ async def post_events(request: Request) -> Response:
     if declared.isdigit() and int(declared) > limit:
         result = _too_large(int(declared), limit)
     else:
-        result = await answer(runtime, await request.body(), _auth_headers(request.headers))
+        result = await answer(runtime, await request.body(), _request_headers(request.headers))
     return Response(result.body, result.status, result.headers, result.media_type)
 
 
-_AUTH_HEADERS = ("authorization", "x-baton-signature", "x-baton-timestamp", "x-baton-producer")
+_HEADERS = (
+    "authorization", "x-baton-signature", "x-baton-timestamp", "x-baton-producer",
+    "content-type",
+)  # fmt: skip
 
 
-def _auth_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name: headers[name] for name in _AUTH_HEADERS if name in headers}
+def _request_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """What `answer` reads: credentials, the content type and CloudEvents attributes."""
+    return {
+        name: value for name, value in headers.items()
+        if name in _HEADERS or name.startswith("ce-")
+    }  # fmt: skip
 
 
 class EventsFastPath:
@@ -200,10 +225,12 @@ class EventsFastPath:
             chunks.append(chunk)
             more = message.get("more_body", False)
         raw = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        return await answer(self.runtime, b"".join(chunks), _auth_headers(raw))
+        return await answer(self.runtime, b"".join(chunks), _request_headers(raw))
 
 
-def read_openlineage(data: Any, settings: Any) -> tuple[list[Event], dict[str, Any]]:
+def read_openlineage(
+    data: Any, settings: Any, headers: Mapping[str, str]
+) -> tuple[list[Event], dict[str, Any]]:
     events, ignored = translate(data, settings.openlineage)
     if len(events) > settings.api.max_batch:
         raise EventRejected([("outputs", f"{len(events)} outputs; the limit is "
@@ -251,6 +278,6 @@ async def post_openlineage(request: Request) -> Response:
     if declared.isdigit() and int(declared) > limit:
         result = _too_large(int(declared), limit)
     else:
-        result = await answer(runtime, await request.body(), _auth_headers(request.headers),
+        result = await answer(runtime, await request.body(), _request_headers(request.headers),
                               read_openlineage)  # fmt: skip
     return Response(result.body, result.status, result.headers, result.media_type)
