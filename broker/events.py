@@ -28,10 +28,12 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dataset: str
-    partition: str | None = None
+    # The schema states the printable-ASCII core of each rule (validators below accept
+    # all printable Unicode) so that OpenAPI clients and generators stay inside it.
+    dataset: str = Field(json_schema_extra={"pattern": r"^[\x20-\x7e]{1,256}$"})
+    partition: str | None = Field(None, json_schema_extra={"pattern": r"^[\x21-\x7e]{1,128}$"})
     status: Literal["success", "failed"] = "success"
-    event_id: str | None = None
+    event_id: str | None = Field(None, json_schema_extra={"pattern": r"^[\x20-\x7e]{1,512}$"})
     producer: str | None = Field(None, max_length=512)
     occurred_at: datetime | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -28,6 +28,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from broker.errors import EventRejected
 from broker.events import Event
 from broker.partitions import Calendar, Granularity
@@ -117,8 +119,10 @@ def _event(
     }
     try:
         return Event.model_validate(fields)
-    except ValueError as exc:
-        raise EventRejected([(where, str(exc).splitlines()[0])]) from exc
+    except ValidationError as exc:  # name what the run event's output made invalid
+        raise EventRejected(
+            [(f"{where} -> {'.'.join(map(str, e['loc']))}", e["msg"]) for e in exc.errors()]
+        ) from exc
 
 
 def _partition(

@@ -36,7 +36,13 @@ async def list_contracts(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/contracts/{name}")
+_PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
+
+
+@router.get(
+    "/v1/contracts/{name}",
+    responses={404: {"description": "No contract by that name is loaded", **_PROBLEM}},
+)
 async def get_contract(name: str, request: Request) -> Response:
     contract = request.app.state.contracts.by_name().get(name)
     if contract is None:
@@ -51,7 +57,13 @@ async def get_contract(name: str, request: Request) -> Response:
     return JSONResponse(body)
 
 
-@router.get("/v1/contracts/{name}/partitions/{partition}")
+@router.get(
+    "/v1/contracts/{name}/partitions/{partition}",
+    responses={
+        404: {"description": "No contract by that name is loaded", **_PROBLEM},
+        422: {"description": "The partition does not fit the contract", **_PROBLEM},
+    },
+)
 async def explain_partition(name: str, partition: str, request: Request) -> Response:
     contract = request.app.state.contracts.by_name().get(name)
     if contract is None:

@@ -20,7 +20,16 @@ async def list_dead_letters(
     return {"dead_letters": await dlq.list_dead(request.app.state.runtime.store, limit)}
 
 
-@router.post("/v1/dlq/{trigger_id}/retry")
+@router.post(
+    "/v1/dlq/{trigger_id}/retry",
+    status_code=202,
+    responses={
+        404: {
+            "description": "The trigger is unknown or not failed",
+            "content": {"application/problem+json": {"schema": {"type": "object"}}},
+        }
+    },
+)
 async def retry_dead_letter(trigger_id: str, request: Request) -> Response:
     result = await dlq.retry(request.app.state.runtime.store, [trigger_id])
     if result["not_dead"]:

@@ -36,12 +36,59 @@ _BODY_SCHEMA: dict[str, Any] = {
         {
             "type": "object",
             "properties": {
-                "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}
+                "events": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/Event"},
+                    "minItems": 1,
+                    "maxItems": 1000,
+                }
             },
             "required": ["events"],
             "additionalProperties": False,
         },
     ]
+}
+
+
+_CLOUD_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "A CloudEvent 1.0 whose data is an Event",
+    "properties": {
+        "specversion": {"type": "string", "enum": ["1.0"]},
+        "id": {"type": "string", "pattern": r"^[\x21-\x7e]{1,128}$"},
+        "source": {"type": "string", "pattern": r"^[\x21-\x7e]{1,128}$"},
+        "type": {"type": "string", "minLength": 1},
+        "time": {"type": "string", "format": "date-time"},
+        "data": {"$ref": "#/components/schemas/Event"},
+    },
+    "required": ["specversion", "id", "source", "type", "data"],
+}
+
+
+_NAMED: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "namespace": {"type": "string", "pattern": r"^[\x21-\x7e]{1,100}$"},
+        "name": {"type": "string", "pattern": r"^[\x21-\x7e]{1,100}$"},
+    },
+    "required": ["namespace", "name"],
+}
+_RUN_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "An OpenLineage RunEvent (spec 2-0-2); only what Baton reads is listed",
+    "properties": {
+        "eventType": {"enum": ["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"]},
+        "eventTime": {"type": "string", "format": "date-time"},
+        "producer": {"type": "string", "maxLength": 256},
+        "run": {
+            "type": "object",
+            "properties": {"runId": {"type": "string", "format": "uuid"}},
+            "required": ["runId"],
+        },
+        "job": _NAMED,
+        "outputs": {"type": "array", "items": _NAMED, "maxItems": 100},
+    },
+    "required": ["eventType", "eventTime", "run", "job", "producer"],
 }
 
 
@@ -146,11 +193,14 @@ def _too_large(size: int, limit: int) -> Answer:
             "required": True,
             "content": {
                 "application/json": {"schema": _BODY_SCHEMA},
-                "application/cloudevents+json": {
-                    "schema": {"type": "object", "description": "a CloudEvent; data: an Event"}
-                },
+                "application/cloudevents+json": {"schema": _CLOUD_EVENT},
                 "application/cloudevents-batch+json": {
-                    "schema": {"type": "array", "items": {"type": "object"}}
+                    "schema": {
+                        "type": "array",
+                        "items": _CLOUD_EVENT,
+                        "minItems": 1,
+                        "maxItems": 1000,
+                    }
                 },
             },
         }
@@ -249,8 +299,8 @@ def read_openlineage(
                 "application/json": {
                     "schema": {
                         "oneOf": [
-                            {"type": "object", "description": "an OpenLineage RunEvent"},
-                            {"type": "array", "items": {"type": "object"}},
+                            _RUN_EVENT,
+                            {"type": "array", "items": _RUN_EVENT, "minItems": 1},
                         ]
                     }
                 }
