@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
+from broker.embedded_redis import free_port
 from tests.conftest import Cluster, Sink, wait_until
 
 DAILY_ALL_OF = """
@@ -145,3 +148,34 @@ def _explained_input(
     if dataset is not None:
         recorded = [i for i in recorded if i["dataset"] == dataset]
     return report if recorded else None
+
+
+def test_a_2_mib_body_is_taken_whole_and_one_past_the_limit_is_413(cluster: Cluster) -> None:
+    sink = cluster.sink()
+    cluster.write_contracts({"daily.yaml": DAILY_ALL_OF})
+    cluster.port = free_port()
+    limits = {"host": "127.0.0.1", "port": cluster.port, "max_body_bytes": 3 * 2**20}
+    cluster.write_config(sink.url, api=limits)
+    cluster.run()
+
+    def batch(n: int, tag: str) -> bytes:
+        blob = "x" * (50 * 1024)
+        events = [{"dataset": "big.feed", "partition": "2026-11-23", "event_id": f"{tag}-{i}",
+                   "metadata": {"blob": blob}} for i in range(n)]  # fmt: skip
+        return json.dumps({"events": events}).encode()
+
+    two_mib = batch(41, "ok")
+    assert 2 * 2**20 <= len(two_mib) < 3 * 2**20
+    answer = httpx.post(cluster.api + "/v1/events", content=two_mib, timeout=30,
+                        headers={"Content-Type": "application/json"})  # fmt: skip
+    assert answer.status_code == 202, answer.text[:300]
+    assert len(answer.json()["accepted"]) == 41
+    too_big = batch(70, "no")
+    refused = httpx.post(cluster.api + "/v1/events", content=too_big, timeout=30,
+                         headers={"Content-Type": "application/json"})  # fmt: skip
+    assert refused.status_code == 413
+    assert refused.json()["detail"] == f"the body is {len(too_big)} bytes; the limit is {3 * 2**20}"
+    # nothing of the refused body was written: its first event is still new
+    one = httpx.post(cluster.api + "/v1/events", timeout=10,
+                     json={"dataset": "big.feed", "event_id": "no-0"})  # fmt: skip
+    assert one.json()["accepted"] == ["no-0"]
