@@ -216,13 +216,20 @@ def _too_large(size: int, limit: int) -> Answer:
     },
 )
 async def post_events(request: Request) -> Response:
+    return await _respond(request, read_events)
+
+
+async def _respond(request: Request, read: Reader) -> Response:
+    """The framework route's side of `answer`: a declared body over the limit is
+    refused before it is read."""
     runtime = request.app.state.runtime
     declared = request.headers.get("content-length", "")
     limit = runtime.settings.api.max_body_bytes
     if declared.isdigit() and int(declared) > limit:
         result = _too_large(int(declared), limit)
     else:
-        result = await answer(runtime, await request.body(), _request_headers(request.headers))
+        result = await answer(runtime, await request.body(), _request_headers(request.headers),
+                              read)  # fmt: skip
     return Response(result.body, result.status, result.headers, result.media_type)
 
 
@@ -322,12 +329,4 @@ def read_openlineage(
 async def post_openlineage(request: Request) -> Response:
     """OpenLineage RunEvents: each output of a COMPLETE (FAIL, ABORT) run event becomes a
     success (failed) event for its dataset."""
-    runtime = request.app.state.runtime
-    declared = request.headers.get("content-length", "")
-    limit = runtime.settings.api.max_body_bytes
-    if declared.isdigit() and int(declared) > limit:
-        result = _too_large(int(declared), limit)
-    else:
-        result = await answer(runtime, await request.body(), _request_headers(request.headers),
-                              read_openlineage)  # fmt: skip
-    return Response(result.body, result.status, result.headers, result.media_type)
+    return await _respond(request, read_openlineage)
