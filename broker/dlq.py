@@ -28,10 +28,13 @@ async def list_dead(store: RedisStore, limit: int = 100) -> list[dict[str, Any]]
 
 async def retry(store: RedisStore, trigger_ids: list[str] | None) -> dict[str, list[str]]:
     """Revive the given triggers, or every dead one (None); says which were not dead."""
+    entries: dict[str, list[str]] = {}
+    for letter in await store.dead_letters(10_000):  # read once, not once per trigger
+        entries.setdefault(letter.trigger_id, []).append(letter.entry_id)
     if trigger_ids is None:
-        trigger_ids = list(dict.fromkeys(d.trigger_id for d in await store.dead_letters(10_000)))
+        trigger_ids = list(entries)
     result: dict[str, list[str]] = {"retried": [], "not_dead": []}
     for trigger_id in trigger_ids:
-        revived = await store.revive(trigger_id)
+        revived = await store.revive(trigger_id, entries.get(trigger_id, []))
         result["retried" if revived else "not_dead"].append(trigger_id)
     return result

@@ -254,11 +254,9 @@ class RedisStore:
         raw: Any = await self.redis.xrevrange(self.keys.dead_letters, count=limit)
         return [DeadLetter.from_entry(_decode(i), _fields(f)) for i, f in raw if f is not None]
 
-    async def revive(self, trigger_id: str) -> bool:
-        """Put a dead-lettered trigger back on the triggers stream (see revive.lua)."""
-        entries = [
-            d.entry_id for d in await self.dead_letters(limit=10_000) if d.trigger_id == trigger_id
-        ]
+    async def revive(self, trigger_id: str, entries: Sequence[str]) -> bool:
+        """Put a dead-lettered trigger back on the triggers stream and drop its
+        dead-letter `entries` (see revive.lua)."""
         revived = await self._revive(
             keys=[self.keys.trigger(trigger_id), self.keys.triggers, self.keys.dead_letters],
             args=[trigger_id, _now().isoformat(), *entries],
