@@ -128,11 +128,16 @@ class Alerter:
         self.consumer = consumer
         self.claim_idle_ms = int(claim_idle.total_seconds() * 1000)
 
-    async def round(self) -> int:
-        """Send an alert for each new (or abandoned) dead letter; returns how many."""
+    async def round(self, reclaim: bool = True) -> int:
+        """Send an alert for each new dead letter, and with `reclaim` for each another
+        worker abandoned; returns how many."""
         keys = self.store.keys
         stream, group = keys.dead_letters, keys.alerters_group
-        entries = await self.store.reclaim(stream, group, self.consumer, self.claim_idle_ms, 50)
+        entries = (
+            await self.store.reclaim(stream, group, self.consumer, self.claim_idle_ms, 50)
+            if reclaim
+            else []
+        )
         entries += await self.store.read_new(stream, group, self.consumer, 50)
         sent = 0
         for entry in entries:

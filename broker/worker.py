@@ -217,7 +217,7 @@ class Worker:
         if dispatch:
             await self.store.move_due_retries(int(datetime.now(UTC).timestamp() * 1000))
             await self.tracker.round()
-            await self.alerter.round()
+            await self.alerter.round(reclaim)
         if reclaim and match:
             await self.reclaim_events()
         if reclaim and dispatch:
