@@ -246,6 +246,24 @@ def token_hash_command(value: str | None) -> None:
     click.echo(token_hash(secret))
 
 
+@main.command()
+@click.argument("action", type=click.Choice(["list", "flush"]))
+@click.option("--dir", "spool_dir", envvar="BATON_SPOOL_DIR", help="default ~/.baton/spool")
+@click.option("--url", help="Baton's API (default: from the config)")
+@click.option("--token", envvar="BATON_TOKEN", help="producer token (env BATON_TOKEN)")
+@click.pass_context
+def spool(ctx: click.Context, action: str, spool_dir: str | None, url: str | None,
+          token: str | None) -> None:  # fmt: skip
+    """Events the task-side helpers kept while Baton was down: list them, or send them."""
+    from adapters.publish import spool_command  # noqa: PLC0415
+
+    code, text = spool_command(
+        action, spool_dir=spool_dir, url=url or _api_url(_settings(ctx)), token=token
+    )
+    click.echo(text)
+    ctx.exit(code)
+
+
 @main.group()
 def dlq() -> None:
     """Dead letters: triggers that failed for good."""

@@ -6,6 +6,10 @@
 
 Every event gets its `event_id` before the first attempt, so a retry (ours, or the
 caller's) can never publish it twice. `AsyncBatonClient` is the same, for asyncio code.
+
+Over HTTP the client needs only httpx and pydantic, so it also runs inside an
+orchestrator's environment (`pip install --no-deps baton httpx`); redis is imported
+only for `redis_url=`.
 """
 
 from __future__ import annotations
@@ -13,20 +17,21 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.errors import BacklogFull, BatonError
 from broker.events import Event, parse_events
 from broker.ingest import IngestResult, ingest
-from broker.state.keys import Keys
-from broker.state.redis_store import RedisStore
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from broker.state.redis_store import RedisStore
 
 T = TypeVar("T")
 EventLike = Event | Mapping[str, Any]
@@ -40,6 +45,10 @@ class PublishError(BatonError):
     def __init__(self, message: str, problem: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.problem = problem or {}
+
+
+class BatonUnavailable(PublishError):
+    """Baton could not be reached (or stayed busy) through every attempt."""
 
 
 class _Retryable(Exception):
@@ -98,12 +107,18 @@ class AsyncBatonClient:
         self.attempts = attempts
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(timeout=timeout, headers=headers) if url else None
-        self._redis = Redis.from_url(redis_url, socket_timeout=timeout) if redis_url else None
-        self._store = (
-            RedisStore(self._redis, Keys(namespace), max_backlog=10**12, dedup_ttl_s=7 * 86400)
-            if self._redis is not None
-            else None
-        )
+        self._redis: Redis | None = None
+        self._store: RedisStore | None = None
+        if redis_url:
+            from redis.asyncio import Redis  # noqa: PLC0415
+
+            from broker.state.keys import Keys  # noqa: PLC0415
+            from broker.state.redis_store import RedisStore  # noqa: PLC0415
+
+            self._redis = Redis.from_url(redis_url, socket_timeout=timeout)
+            self._store = RedisStore(
+                self._redis, Keys(namespace), max_backlog=10**12, dedup_ttl_s=7 * 86400
+            )
 
     async def publish(
         self, dataset: str, partition: str | None = None, **fields: Any
@@ -129,9 +144,12 @@ class AsyncBatonClient:
 
     async def _send(self, events: list[Event]) -> IngestResult:
         if self._store is not None:
+            from redis.exceptions import ConnectionError as RedisDown  # noqa: PLC0415
+            from redis.exceptions import TimeoutError as RedisSlow  # noqa: PLC0415
+
             try:
                 return await ingest(self._store, events)
-            except (RedisConnectionError, RedisTimeoutError, BacklogFull) as exc:
+            except (RedisDown, RedisSlow, BacklogFull) as exc:
                 raise _Retryable(str(exc)) from exc
         return await self._post(events)
 
@@ -158,7 +176,7 @@ class AsyncBatonClient:
                 return await call()
             except _Retryable as exc:
                 if attempt == self.attempts:
-                    raise PublishError(f"gave up after {attempt} attempts: {exc}") from exc
+                    raise BatonUnavailable(f"gave up after {attempt} attempts: {exc}") from exc
                 await asyncio.sleep(min(5.0, 0.1 * 2**attempt) * random.uniform(0.8, 1.2))
         raise AssertionError("unreachable")
 
@@ -186,20 +204,29 @@ def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
 class BatonClient:
     """The synchronous client: AsyncBatonClient run on a private event loop.
 
-    Not for use inside a running event loop; use AsyncBatonClient there."""
+    Called from a thread that already runs an event loop (a sync hook inside async
+    code), it runs its loop on a helper thread instead of failing."""
 
     def __init__(self, url: str | None = None, **kwargs: Any) -> None:
         self._loop = asyncio.new_event_loop()
         self._client = AsyncBatonClient(url, **kwargs)
 
     def publish(self, dataset: str, partition: str | None = None, **fields: Any) -> IngestResult:
-        return self._loop.run_until_complete(self._client.publish(dataset, partition, **fields))
+        return self._run(self._client.publish(dataset, partition, **fields))
 
     def publish_many(self, events: Iterable[EventLike]) -> IngestResult:
-        return self._loop.run_until_complete(self._client.publish_many(events))
+        return self._run(self._client.publish_many(events))
+
+    def _run(self, work: Coroutine[Any, Any, T]) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._loop.run_until_complete(work)
+        with ThreadPoolExecutor(1, thread_name_prefix="baton-client") as pool:
+            return pool.submit(self._loop.run_until_complete, work).result()
 
     def close(self) -> None:
-        self._loop.run_until_complete(self._client.aclose())
+        self._run(self._client.aclose())
         self._loop.close()
 
     def __enter__(self) -> BatonClient:

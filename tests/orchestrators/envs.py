@@ -75,6 +75,25 @@ def ensure(name: str) -> Path:
     return venv / "bin"
 
 
+_WITH_BATON: set[str] = set()
+
+
+def with_baton(name: str) -> Path:
+    """The venv for `name` with this checkout's publish helpers in it, installed the way
+    the README tells users to (`pip install httpx` then `pip install --no-deps baton`),
+    fresh once per test session so the code under test is the code in the tree."""
+    bin_dir = ensure(name)
+    if name not in _WITH_BATON:
+        python = str(bin_dir / "python")
+        _run([str(UV), "pip", "install", "--quiet", "--python", python, "httpx"])
+        _run(
+            [str(UV), "pip", "install", "--quiet", "--python", python, "--no-deps",
+             "--reinstall-package", "baton", "--refresh-package", "baton", str(ROOT)]
+        )  # fmt: skip
+        _WITH_BATON.add(name)
+    return bin_dir
+
+
 def _run(command: list[str]) -> None:
     env = {
         k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")

@@ -106,10 +106,26 @@ def _healthy(url: str) -> bool:
         return False
 
 
+# Where the orchestrators' task-side helpers publish to: a port picked once per test
+# session, on which the publishing tests run their Baton, with this producer token.
+BATON_PORT = free_port()
+BATON_TOKEN = "orchestrator-producer-token"
+
+
+def baton_producer(datasets: list[str]) -> dict[str, object]:
+    """The `producers:` entry that lets the orchestrators' helpers publish `datasets`."""
+    return {"name": "orchestrators", "token": BATON_TOKEN, "datasets": datasets}
+
+
 def _base_env(bin_dir: Path, home: Path) -> dict[str, str]:
     keep = ("LANG", "LC_ALL", "TZ", "TMPDIR")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env.update(PATH=f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", HOME=str(home))
+    env.update(
+        BATON_URL=f"http://127.0.0.1:{BATON_PORT}",
+        BATON_TOKEN=BATON_TOKEN,
+        BATON_SPOOL_DIR=str(home / "baton-spool"),
+    )
     return env
 
 
@@ -118,7 +134,7 @@ PREFECT_AUTH = "baton:prefect-secret"
 
 
 def prefect(home: Path) -> Server:
-    bin_dir = envs.ensure("prefect")
+    bin_dir = envs.with_baton("prefect")
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
@@ -142,7 +158,7 @@ def prefect(home: Path) -> Server:
 
 def prefect_runner(server: Server) -> Proc:
     """`flow.serve()` of the test flows: registers their deployments and runs them."""
-    bin_dir = envs.ensure("prefect")
+    bin_dir = envs.with_baton("prefect")
     proc = Proc(
         [str(bin_dir / "python"), str(HERE / "prefect_flows.py")],
         server.home / "prefect-runner.log",
@@ -171,7 +187,7 @@ DAGSTER_BROKEN_LOCATION = "broken_location.py"
 
 
 def dagster(home: Path) -> Server:
-    bin_dir = envs.ensure("dagster")
+    bin_dir = envs.with_baton("dagster")
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster").mkdir(exist_ok=True)
     port = free_port()
@@ -206,7 +222,7 @@ AIRFLOW_JWT_SECONDS = 8
 
 
 def airflow(home: Path, jwt_seconds: int = 86400) -> Server:
-    bin_dir = envs.ensure("airflow")
+    bin_dir = envs.with_baton("airflow")
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     passwords = home / "passwords.json"
