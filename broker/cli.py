@@ -58,6 +58,7 @@ def main(ctx: click.Context, config: str | None, verbose: bool) -> None:
     # One line per HTTP request to a target is noise; Baton logs each dispatch itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     ctx.obj = config
+    ctx.meta["config_path"] = config
 
 
 @main.command()
@@ -66,16 +67,20 @@ def run(ctx: click.Context) -> None:
     """API, workers and dispatcher in one process."""
     from broker.serve import serve  # noqa: PLC0415 - keeps `baton check` light
 
-    _run(lambda: serve(_settings(ctx), api=True, worker=True))
+    path = ctx.meta["config_path"]
+    _run(lambda: serve(_settings(ctx), api=True, worker=True, config_path=path))
 
 
 @main.command()
+@click.option("--sibling", is_flag=True, hidden=True, help="one of `api.workers`, started by one")
 @click.pass_context
-def api(ctx: click.Context) -> None:
-    """The HTTP API alone."""
+def api(ctx: click.Context, sibling: bool) -> None:
+    """The HTTP API alone (`api.workers` processes of it)."""
     from broker.serve import serve  # noqa: PLC0415
 
-    _run(lambda: serve(_settings(ctx), api=True, worker=False))
+    path = ctx.meta["config_path"]
+    _run(lambda: serve(_settings(ctx), api=True, worker=False, config_path=path,
+                       sibling=sibling))  # fmt: skip
 
 
 @main.command()

@@ -7,7 +7,11 @@ import contextlib
 import gc
 import ipaddress
 import logging
+import os
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Coroutine, Generator
 from typing import Any
 
@@ -52,7 +56,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-async def serve(settings: Settings, *, api: bool, worker: bool, role: str = "all") -> None:
+async def serve(
+    settings: Settings,
+    *,
+    api: bool,
+    worker: bool,
+    role: str = "all",
+    config_path: str | None = None,
+    sibling: bool = False,
+) -> None:
     if api:
         check_exposure(settings)
     contracts = load_checked(settings)
@@ -71,12 +83,17 @@ async def serve(settings: Settings, *, api: bool, worker: bool, role: str = "all
     if worker:
         match, dispatch = role in ("all", "match"), role in ("all", "dispatch")
         parts.append(Worker(runtime, contracts, targets, alerts).run(stop, match, dispatch))
+    siblings: list[subprocess.Popen[bytes]] = []
     if api:
-        parts.append(_serve_api(runtime, contracts, stop))
+        sock = _listening_socket(settings, shared=sibling or settings.api.workers > 1)
+        if not sibling and settings.api.workers > 1:
+            siblings = _start_api_siblings(settings, runtime.url, config_path)
+        parts.append(_serve_api(runtime, contracts, stop, sock))
     try:
         await asyncio.gather(*parts)
     finally:
         stop.set()
+        _stop_siblings(siblings)
         for target in targets.values():
             await target.aclose()
         if alerts is not None:
@@ -84,17 +101,48 @@ async def serve(settings: Settings, *, api: bool, worker: bool, role: str = "all
         await runtime.close()
 
 
-async def _serve_api(runtime: Runtime, contracts: Contracts, stop: asyncio.Event) -> None:
-    settings = runtime.settings
-    config = uvicorn.Config(
-        create_app(runtime, contracts),
-        host=settings.api.host,
-        port=settings.api.port,
-        log_level="warning",
-        access_log=False,
+def _listening_socket(settings: Settings, shared: bool) -> socket.socket:
+    """The API's socket; with several API workers each binds its own with SO_REUSEPORT,
+    and the kernel spreads new connections over them."""
+    host = settings.api.host
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server(
+        (host, settings.api.port), family=family, backlog=2048, reuse_port=shared
     )
+
+
+def _start_api_siblings(
+    settings: Settings, redis_url: str, config_path: str | None
+) -> list[subprocess.Popen[bytes]]:
+    """`api.workers - 1` more API processes on the same port and the same Redis (the
+    embedded one included: they are told its URL, so they do not start their own)."""
+    command = [sys.executable, "-c", "from broker.cli import main; main()"]
+    if config_path:
+        command += ["--config", config_path]
+    command += ["api", "--sibling"]
+    env = os.environ | {"BATON_REDIS_URL": redis_url}
+    siblings = [subprocess.Popen(command, env=env) for _ in range(settings.api.workers - 1)]
+    log.info("%d more API worker(s) share the port", len(siblings))
+    return siblings
+
+
+def _stop_siblings(siblings: list[subprocess.Popen[bytes]]) -> None:
+    for child in siblings:
+        child.terminate()
+    for child in siblings:
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+async def _serve_api(
+    runtime: Runtime, contracts: Contracts, stop: asyncio.Event, sock: socket.socket
+) -> None:
+    settings = runtime.settings
+    config = uvicorn.Config(create_app(runtime, contracts), log_level="warning", access_log=False)
     server = _Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     log.info("API on http://%s:%d", settings.api.host, settings.api.port)
     await stop.wait()
     server.should_exit = True

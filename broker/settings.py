@@ -84,6 +84,8 @@ class ApiSettings(_Strict):
     signature_window: Duration = timedelta(minutes=5)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    # HTTP processes on the port (SO_REUSEPORT): the first starts and stops the others.
+    workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_batch: int = Field(1000, ge=1, le=100_000)
 
