@@ -26,13 +26,13 @@ test: setup
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check broker adapters tests benchmarks
-	$(BIN)/ruff format --check broker adapters tests benchmarks
+	$(BIN)/ruff check broker adapters tests benchmarks examples
+	$(BIN)/ruff format --check broker adapters tests benchmarks examples
 	$(BIN)/mypy
 
 format: setup
-	$(BIN)/ruff format broker adapters tests benchmarks
-	$(BIN)/ruff check --fix broker adapters tests benchmarks
+	$(BIN)/ruff format broker adapters tests benchmarks examples
+	$(BIN)/ruff check --fix broker adapters tests benchmarks examples
 
 bench: setup
 	$(BIN)/python -m benchmarks
