@@ -23,7 +23,9 @@ async def http(url: str, tmp: Path, n: int, one: float, piped: float) -> list[Ro
     for workers in (1, 2):
         port = free_port()
         api = {"host": "127.0.0.1", "port": port, "workers": workers}
-        config = procs.write_config(tmp, url, port, {"c.yaml": CONTRACT}, targets=HOOK, api=api)
+        # a namespace of its own: no later benchmark's worker wades through these events
+        config = procs.write_config(tmp, url, port, {"c.yaml": CONTRACT}, targets=HOOK, api=api,
+                                    namespace=f"bench-ingest-{workers}")  # fmt: skip
         proc = procs.start(config, "api")
         base = f"http://127.0.0.1:{port}"
         try:
