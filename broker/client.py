@@ -23,10 +23,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
+from pydantic import ValidationError
 
-from broker.errors import BacklogFull, BatonError
-from broker.events import Event, parse_events
-from broker.ingest import IngestResult, ingest
+from broker.errors import BacklogFull, BatonError, EventRejected
+from broker.events import Encoded, Event, encode, field_errors
+from broker.ingest import IngestResult, ingest_encoded
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -71,23 +72,38 @@ def make_event(
             "partition": partition,
             "status": status,
             "metadata": dict(metadata or {}),
-            "event_id": event_id or f"client-{uuid.uuid4().hex}",
+            "event_id": event_id or _new_id(),
             "producer": producer,
             "occurred_at": occurred_at,
         }
     )
 
 
-def _with_id(event: EventLike) -> Event:
-    """Validated, with an `event_id` fixed before the first attempt."""
-    if isinstance(event, Event):
-        if event.event_id:
-            return event
-        return event.model_copy(update={"event_id": f"client-{uuid.uuid4().hex}"})
-    data = dict(event)
-    if not data.get("event_id"):
-        data["event_id"] = f"client-{uuid.uuid4().hex}"
-    return parse_events(data, 1)[0]
+def _prepare(events: Iterable[EventLike]) -> list[Encoded]:
+    """Validated and encoded, each with its `event_id` fixed before the first attempt;
+    all or nothing: EventRejected names every bad field as `events[i].field`."""
+    prepared: list[Encoded] = []
+    errors: list[tuple[str, str]] = []
+    for index, item in enumerate(events):
+        if isinstance(item, Event):
+            event = item if item.event_id else item.model_copy(update={"event_id": _new_id()})
+        else:
+            data = dict(item)
+            if not data.get("event_id"):
+                data["event_id"] = _new_id()
+            try:
+                event = Event.model_validate(data)
+            except ValidationError as exc:
+                errors += field_errors(exc, f"events[{index}].")
+                continue
+        prepared.append(encode(event))
+    if errors:
+        raise EventRejected(errors)
+    return prepared
+
+
+def _new_id() -> str:
+    return f"client-{uuid.uuid4().hex}"
 
 
 class AsyncBatonClient:
@@ -127,12 +143,12 @@ class AsyncBatonClient:
 
     async def publish_many(self, events: Iterable[EventLike]) -> IngestResult:
         """Publish events in chunks of 1,000; returns accepted and duplicate ids."""
-        prepared = [_with_id(e) for e in events]
+        prepared = _prepare(events)
         chunks = [prepared[i : i + _CHUNK] for i in range(0, len(prepared), _CHUNK)]
         # A few chunks in flight at once, so encoding one overlaps sending another.
         gate = asyncio.Semaphore(_IN_FLIGHT)
 
-        async def send(chunk: list[Event]) -> IngestResult:
+        async def send(chunk: list[Encoded]) -> IngestResult:
             async with gate:
                 return await self._retrying(lambda: self._send(chunk))
 
@@ -142,22 +158,25 @@ class AsyncBatonClient:
             result.duplicates.extend(part.duplicates)
         return result
 
-    async def _send(self, events: list[Event]) -> IngestResult:
+    async def _send(self, events: list[Encoded]) -> IngestResult:
         if self._store is not None:
             from redis.exceptions import ConnectionError as RedisDown  # noqa: PLC0415
             from redis.exceptions import TimeoutError as RedisSlow  # noqa: PLC0415
 
             try:
-                return await ingest(self._store, events)
+                return await ingest_encoded(self._store, events)
             except (RedisDown, RedisSlow, BacklogFull) as exc:
                 raise _Retryable(str(exc)) from exc
         return await self._post(events)
 
-    async def _post(self, events: list[Event]) -> IngestResult:
+    async def _post(self, events: list[Encoded]) -> IngestResult:
         assert self._http is not None
-        body = {"events": [e.model_dump(mode="json", exclude_none=True) for e in events]}
+        body = '{"events":[' + ",".join(e[1] for e in events) + "]}"
+        headers = {"Content-Type": "application/json"}
         try:
-            response = await self._http.post(f"{self.url}/v1/events", json=body)
+            response = await self._http.post(
+                f"{self.url}/v1/events", content=body.encode(), headers=headers
+            )
         except httpx.TransportError as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code == 429 or response.status_code >= 500:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from broker.events import Event, new_event_id, to_wire, wire_time
+from broker.events import Encoded, Event, encode, wire, wire_time
 from broker.state.ports import EventLog
 
 
@@ -26,12 +26,16 @@ async def ingest(
     log: EventLog, events: Sequence[Event], now: datetime | None = None
 ) -> IngestResult:
     """Append `events`; an `event_id` seen before is reported as a duplicate, not added."""
+    return await ingest_encoded(log, [encode(e) for e in events], now)
+
+
+async def ingest_encoded(
+    log: EventLog, events: Sequence[Encoded], now: datetime | None = None
+) -> IngestResult:
+    """`ingest` for events already encoded (`broker.events.encode`)."""
     received = wire_time(now or datetime.now(UTC))
-    ids = [e.event_id or new_event_id() for e in events]
-    flags = await log.append(
-        [(i, to_wire(e, received, i)) for e, i in zip(events, ids, strict=True)]
-    )
+    flags = await log.append([(e[0], wire(e, received)) for e in events])
     result = IngestResult()
-    for event_id, accepted in zip(ids, flags, strict=True):
+    for (event_id, _, _), accepted in zip(events, flags, strict=True):
         (result.accepted if accepted else result.duplicates).append(event_id)
     return result
