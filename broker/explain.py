@@ -1,7 +1,8 @@
 """Answer "why hasn't my pipeline run?" for one contract partition. Pure.
 
 Lists every input slot the partition needs: satisfied (by which event, when), failed,
-or missing; whether the condition holds; and the trigger with its state.
+or missing; whether the condition holds; the trigger with its state; and the deadline,
+with the alert sent when it passed unmet.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from broker.contracts.model import Contract
+from broker.deadlines import deadline_at
 from broker.matching.condition import build_tree, holds, leaves, split_slot
+from broker.partitions import PartitionError
 from broker.state.ports import PartitionState, TriggerRecord
 
 
@@ -35,13 +38,20 @@ class Explanation:
     inputs: list[InputStatus]
     trigger: dict[str, Any] | None = None
     missing: list[str] = field(default_factory=list)
+    # When the partition must have fired, and the alert sent when it had not.
+    deadline: str | None = None
+    deadline_alert: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def explain(
-    contract: Contract, partition: str, state: PartitionState, trigger: TriggerRecord | None
+    contract: Contract,
+    partition: str,
+    state: PartitionState,
+    trigger: TriggerRecord | None,
+    alert: dict[str, Any] | None = None,
 ) -> Explanation:
     tree = build_tree(contract, partition)
     unpartitioned = contract.partitioned == "none"
@@ -56,7 +66,17 @@ def explain(
         trigger=_trigger(trigger),
         missing=[f"{i.dataset}" + (f"[{i.partition}]" if i.partition else "")
                  for i in inputs if i.state != "satisfied"],
+        deadline=_deadline(contract, partition),
+        deadline_alert=alert,
     )  # fmt: skip
+
+
+def _deadline(contract: Contract, partition: str) -> str | None:
+    try:
+        found = deadline_at(contract, partition)
+    except PartitionError:
+        return None
+    return found.isoformat() if found else None
 
 
 def _status(slot: str, state: PartitionState, present: set[str]) -> InputStatus:
@@ -99,7 +119,20 @@ def render_text(exp: Explanation) -> str:
             detail += f" (last failure: {item.failed_event_id})"
         lines.append(f"  {item.state:<9} {item.dataset}{where} {detail}".rstrip())
     lines.append(_trigger_line(exp.trigger))
+    if exp.deadline:
+        lines.append(_deadline_line(exp))
     return "\n".join(lines)
+
+
+def _deadline_line(exp: Explanation) -> str:
+    alert = exp.deadline_alert
+    if alert is None:
+        state = "met" if exp.trigger else "not passed yet, or not looked at yet"
+    else:
+        state = f"missed, alerted at {alert['alerted_at']}"
+        if alert.get("recovered_at"):
+            state += f"; recovered at {alert['recovered_at']} by {alert['trigger_id']}"
+    return f"  deadline: {exp.deadline} ({state})"
 
 
 def _trigger_line(trigger: dict[str, Any] | None) -> str:

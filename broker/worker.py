@@ -22,6 +22,7 @@ from faststream.middlewares import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
 
+from broker.deadlines import DeadlineClock
 from broker.dispatch.dispatcher import Dispatcher
 from broker.dispatch.target import Target
 from broker.events import from_wire
@@ -68,7 +69,14 @@ class Worker:
             settings.track_initial,
             settings.track_max_delay,
         )
-        self.alerter = Alerter(self.store, alerts, self.name, settings.claim_idle)
+        self.alerter = Alerter(
+            self.store, alerts, self.name, settings.claim_idle,
+            lambda: self.contracts.by_name(),  # noqa: PLW0108
+        )  # fmt: skip
+        self.clock = DeadlineClock(
+            self.store.deadlines,
+            lambda: self.contracts.by_name(),  # noqa: PLW0108
+        )
 
     # -- the two handlers, free of FastStream ------------------------------------
     async def process_events(self, entries: Sequence[StreamEntry]) -> list[RecordOutcome]:
@@ -94,6 +102,7 @@ class Worker:
                 log.debug("claimed trigger %s", outcome.trigger_id)
             if outcome.delivered_entry is not None:
                 await self._start(self._delivered(op, outcome))
+        await self.clock.recorded(ops, outcomes)
         return outcomes
 
     async def _delivered(self, op: RecordOp, outcome: RecordOutcome) -> str:
@@ -218,6 +227,8 @@ class Worker:
             await self.store.move_due_retries(int(datetime.now(UTC).timestamp() * 1000))
             await self.tracker.round()
             await self.alerter.round(reclaim)
+        if match:
+            await self.clock.round()
         if reclaim and match:
             await self.reclaim_events()
         if reclaim and dispatch:

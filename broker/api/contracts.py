@@ -79,7 +79,8 @@ async def explain_partition(name: str, partition: str, request: Request) -> Resp
 async def explain_from_store(store: Any, contract: Contract, partition: str) -> dict[str, Any]:
     state = await store.read_partition(contract.name, partition)
     trigger = await store.get_trigger(state.trigger_id) if state.trigger_id else None
-    return explain(contract, partition, state, trigger).as_dict()
+    alert = await store.deadlines.alert_of(contract.name, partition)
+    return explain(contract, partition, state, trigger, alert).as_dict()
 
 
 @router.get("/v1/triggers", tags=["triggers"])

@@ -85,6 +85,14 @@ def _inputs(loaded: LoadedContract) -> list[ContractError]:
                 loaded.at("partitions"), "partitions: only a static contract lists its partitions"
             )
         )
+    if contract.deadline is not None and not Calendar(contract.partitioned).is_time:
+        errors.append(
+            ContractError(
+                loaded.at("deadline"),
+                f"deadline: counts from a partition's end, and {contract.partitioned} "
+                "partitions have none; use hourly, daily, weekly or monthly",
+            )
+        )
     for key in contract.partitions or []:
         if not Calendar(Granularity.STATIC).is_valid(key):
             errors.append(

@@ -27,7 +27,7 @@ from broker.durations import Duration
 from broker.partitions import Granularity
 
 _DATASET = re.compile(r"^[\x20-\x7e\u00a0-\U0010ffff]{1,256}$")
-_DEADLINE = re.compile(r"^(?:\+(?P<rel>(?:\d+[dhms])+))?(?P<at>(?:[01]\d|2[0-3]):[0-5]\d)?$")
+DEADLINE = re.compile(r"^(?:\+(?P<rel>(?:\d+[dhms])+))?(?P<at>(?:[01]\d|2[0-3]):[0-5]\d)?$")
 
 
 class _Strict(BaseModel):
@@ -204,7 +204,7 @@ class Contract(_Strict):
     @field_validator("deadline")
     @classmethod
     def _deadline(cls, value: str | None) -> str | None:
-        if value is not None and (not value or not _DEADLINE.match(value)):
+        if value is not None and (not value or not DEADLINE.match(value)):
             raise ValueError(f"{value!r} is not a deadline like +7h30m, 09:00 or +1d09:00")
         return value
 

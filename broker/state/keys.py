@@ -47,9 +47,34 @@ class Keys:
         """Sorted set of dispatched trigger ids by when their run is next looked at."""
         return f"{self.namespace}:tracking"
 
+    @property
+    def deadlines(self) -> str:
+        """Sorted set of watched `contract|partition` members by deadline (epoch ms)."""
+        return f"{self.namespace}:deadlines"
+
+    @property
+    def deadline_alerts(self) -> str:
+        """Hash `contract|partition` -> the deadline alert sent (and its recovery)."""
+        return f"{self.namespace}:deadlines:alerted"
+
+    @property
+    def deadline_cursor(self) -> str:
+        """Hash contract -> the last partition put on the deadline clock by schedule."""
+        return f"{self.namespace}:deadlines:cursor"
+
+    @property
+    def deadline_since(self) -> str:
+        """Hash contract -> when the deadline clock first watched it (partitions from then)."""
+        return f"{self.namespace}:deadlines:since"
+
+    @property
+    def alerts(self) -> str:
+        """Stream of deadline alerts and recoveries, waiting to be sent and then listed."""
+        return f"{self.namespace}:alerts"
+
     matchers_group: str = "matchers"
     dispatchers_group: str = "dispatchers"
-    # Reads the dead-letter stream and sends one alert per entry.
+    # Reads the dead-letter and alerts streams and sends one alert per entry.
     alerters_group: str = "alerters"
 
     def dedup_prefix(self) -> str:

@@ -17,6 +17,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from broker.errors import BacklogFull
 from broker.matching.matcher import RecordOp, trigger_id_base
+from broker.state.deadline_store import DeadlineStore
 from broker.state.keys import Keys
 from broker.state.ports import (
     DeadLetter,
@@ -52,6 +53,7 @@ class RedisStore:
         self.keys = keys
         self.max_backlog = max_backlog
         self.dedup_ttl_s = dedup_ttl_s
+        self.deadlines = DeadlineStore(redis, keys)
         self._ingest = _script(redis, "ingest")
         self._ack = _script(redis, "ack")
         self._record = _script(redis, "record")
@@ -68,6 +70,7 @@ class RedisStore:
             (self.keys.events, self.keys.matchers_group),
             (self.keys.triggers, self.keys.dispatchers_group),
             (self.keys.dead_letters, self.keys.alerters_group),
+            (self.keys.alerts, self.keys.alerters_group),
         ):
             try:
                 await self.redis.xgroup_create(stream, group, id="0", mkstream=True)

@@ -1,0 +1,120 @@
+"""The deadline clock's state in Redis: a sorted set of watched (contract, partition)
+members by deadline, the alerts sent, and a stream of alerts waiting to go out.
+
+Every decision that must happen once (alert or not, recovered or not) is one Lua script,
+so any number of workers can run the clock side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+
+from broker.state.keys import Keys
+
+ALERTS_KEPT = 10_000
+
+
+def member(contract: str, partition: str) -> str:
+    """`contract|partition`: contract names never hold a `|`."""
+    return f"{contract}|{partition}"
+
+
+def split_member(value: str) -> tuple[str, str]:
+    contract, _, partition = value.partition("|")
+    return contract, partition
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    contract: str
+    partition: str
+    score_ms: int
+
+
+class DeadlineStore:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._decide = redis.register_script(_lua("deadline"))
+        self._recovered = redis.register_script(_lua("recovered"))
+
+    async def watch(self, items: Sequence[tuple[str, str, int]], *, update: bool = False) -> None:
+        """Put (contract, partition, deadline ms) on the clock; a member already there
+        keeps its time unless `update` (the contract's deadline changed)."""
+        if not items:
+            return
+        mapping: dict[str, float] = {member(c, p): ms for c, p, ms in items}
+        if update:
+            await self.redis.zadd(self.keys.deadlines, mapping, xx=True)
+        else:
+            await self.redis.zadd(self.keys.deadlines, mapping, nx=True)
+
+    async def drop(self, contract: str, partition: str) -> None:
+        await self.redis.zrem(self.keys.deadlines, member(contract, partition))
+
+    async def due(self, now_ms: int, limit: int = 100) -> list[Due]:
+        rows: Any = await self.redis.zrangebyscore(
+            self.keys.deadlines, "-inf", now_ms, start=0, num=limit, withscores=True
+        )
+        out = []
+        for raw, score in rows:
+            contract, partition = split_member(_text(raw))
+            out.append(Due(contract, partition, int(score)))
+        return out
+
+    async def decide(self, contract: str, partition: str, deadline: datetime, now: datetime) -> str:
+        """'alert' (queued, once ever), 'met', 'already', or 'taken' by another worker."""
+        keys = [self.keys.deadlines, self.keys.partition(contract, partition),
+                self.keys.deadline_alerts, self.keys.alerts]  # fmt: skip
+        args: list[str | int] = [member(contract, partition), contract, partition,
+                                 deadline.isoformat(), now.isoformat(), ALERTS_KEPT]  # fmt: skip
+        return _text(await self._decide(keys=keys, args=args))
+
+    async def recovered(
+        self, contract: str, partition: str, trigger_id: str, now: datetime
+    ) -> bool:
+        """The partition fired: off the clock; a note is queued if its alert went out."""
+        keys = [self.keys.deadlines, self.keys.deadline_alerts, self.keys.alerts]
+        args: list[str | int] = [member(contract, partition), contract, partition, trigger_id,
+                                 now.isoformat(), ALERTS_KEPT]  # fmt: skip
+        return _text(await self._recovered(keys=keys, args=args)) == "recovered"
+
+    async def alert_of(self, contract: str, partition: str) -> dict[str, Any] | None:
+        raw = await self.redis.hget(self.keys.deadline_alerts, member(contract, partition))
+        return dict(json.loads(raw)) if raw else None
+
+    async def cursors(self) -> dict[str, str]:
+        raw = await self.redis.hgetall(self.keys.deadline_cursor)
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def set_cursor(self, contract: str, partition: str) -> None:
+        await self.redis.hset(self.keys.deadline_cursor, contract, partition)
+
+    async def since(self, contract: str, now: datetime) -> datetime:
+        """When the clock first watched `contract` (now, the first time it is asked)."""
+        await self.redis.hsetnx(self.keys.deadline_since, contract, now.isoformat())
+        raw = await self.redis.hget(self.keys.deadline_since, contract)
+        return datetime.fromisoformat(_text(raw)) if raw else now
+
+    async def alerts(self, limit: int = 100) -> list[dict[str, str]]:
+        """The newest alerts first, as queued (sent or still waiting)."""
+        rows: Any = await self.redis.xrevrange(self.keys.alerts, count=limit)
+        return [
+            {"id": _text(entry_id)} | {_text(k): _text(v) for k, v in fields.items()}
+            for entry_id, fields in rows
+        ]
+
+
+def _lua(name: str) -> str:
+    return resources.files("broker.state").joinpath(f"lua/{name}.lua").read_text()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
