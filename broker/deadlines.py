@@ -20,7 +20,9 @@ Watched partitions (each put on the clock once, `ZADD NX`):
 When a member is due, one worker takes it off the clock (Lua) and decides: fired in
 time -> nothing; else one alert, ever, per (contract, partition), queued on the alerts
 stream for the alerters group to send. A partition that fires after its alert sends
-one "recovered" note.
+one "recovered" note. With `on_deadline: trigger` the same decision also fires the
+partition with the inputs that are there (trigger templates read the missing ones as
+`missing`); an input that arrives after that is recorded and fires nothing more.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from typing import TYPE_CHECKING
 
 from broker.contracts.model import DEADLINE, Contract
 from broker.durations import parse_duration
+from broker.matching.condition import build_tree, leaves
 from broker.matching.matcher import RecordOp
 from broker.partitions import Calendar, Granularity, PartitionError
+from broker.state.deadline_store import Decision
 from broker.state.ports import RecordOutcome
 
 if TYPE_CHECKING:
@@ -93,10 +97,14 @@ class DeadlineClock:
     """The worker's deadline clock; safe to run in every worker at once."""
 
     def __init__(
-        self, store: DeadlineStore, contracts: Callable[[], Mapping[str, Contract]]
+        self,
+        store: DeadlineStore,
+        contracts: Callable[[], Mapping[str, Contract]],
+        version: Callable[[], str] = lambda: "",
     ) -> None:
         self.store = store
         self.contracts = contracts
+        self.version = version
         self._source: Mapping[str, Contract] | None = None
         self._watched: dict[str, Contract] = {}
 
@@ -162,11 +170,15 @@ class DeadlineClock:
             if _ms(deadline) > _ms(now):  # the deadline moved later: wait for it
                 await self.store.watch([(due.contract, due.partition, _ms(deadline))], update=True)
                 continue
-            verdict = await self.store.decide(due.contract, due.partition, deadline, now)
-            if verdict == "alert":
+            slots = list(leaves(build_tree(contract, due.partition)))
+            decision = Decision(due.contract, due.partition, deadline, now,
+                                contract.on_deadline, slots, self.version())  # fmt: skip
+            verdict, trigger_id = await self.store.decide(decision)
+            if verdict in ("alert", "forced"):
                 queued += 1
-                log.warning("%s [%s] missed its deadline %s", due.contract, due.partition,
-                            deadline.isoformat())  # fmt: skip
+                log.warning("%s [%s] missed its deadline %s%s", due.contract, due.partition,
+                            deadline.isoformat(),
+                            f"; started anyway as {trigger_id}" if trigger_id else "")  # fmt: skip
         return queued
 
     @staticmethod

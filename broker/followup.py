@@ -212,6 +212,9 @@ class Alerter:
         named = "; ".join(_missing_line(m) for m in missing) or "nothing (it fired since)"
         text = (f":alarm_clock: {head} missed its deadline {facts['deadline']}: "
                 f"missing {named}.")  # fmt: skip
+        if facts["kind"] == "deadline_forced":
+            facts["trigger_id"] = fields.get("trigger_id")
+            text += f" Started anyway (on_deadline: trigger) as {facts['trigger_id']}."
         return f"alert:{entry_id}", text, facts
 
     async def _missing(self, contract_name: str, partition: str) -> list[dict[str, Any]]:

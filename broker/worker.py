@@ -76,6 +76,7 @@ class Worker:
         self.clock = DeadlineClock(
             self.store.deadlines,
             lambda: self.contracts.by_name(),  # noqa: PLW0108
+            lambda: self.contracts.version,
         )
 
     # -- the two handlers, free of FastStream ------------------------------------

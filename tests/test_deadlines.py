@@ -228,3 +228,42 @@ def test_check_refuses_a_deadline_without_time_partitions(cluster: Cluster) -> N
     result = cluster.cli("check", str(folder), check=False)
     assert result.returncode == 1
     assert "x.yaml:3: deadline: counts from a partition's end" in result.stderr
+
+
+FORCED = """
+name: revenue_anyway
+partitioned: daily
+deadline: "+1h"
+on_deadline: trigger
+when: {all_of: [warehouse.orders, warehouse.fx]}
+trigger:
+  target: hook
+  body: {missing: "{{ missing }}", orders: "{{ inputs['warehouse.orders'].event_id }}"}
+"""
+
+
+def test_on_deadline_trigger_runs_anyway_naming_what_is_missing(cluster: Cluster) -> None:
+    sink = cluster.sink()
+    cluster.write_contracts({"forced.yaml": FORCED})
+    cluster.write_config(
+        sink.url, alerts=[{"kind": "webhook", "url": sink.url + "/alerts", "secret": "s3cret"}]
+    )
+    cluster.run()
+    cluster.cli("publish", "warehouse.orders", "--partition", "2026-11-20", "--event-id", "o1")
+
+    [run] = wait_until(lambda: [d for d in sink.deliveries() if d["path"] == "/hook"])
+    assert run["idempotency_key"] == "baton:revenue_anyway:2026-11-20:0"
+    assert run["body"] == {"missing": ["warehouse.fx[2026-11-20]"], "orders": "o1"}
+    [alert] = wait_until(lambda: alerts_received(sink))
+    assert alert["baton"]["kind"] == "deadline_forced"
+    assert "Started anyway" in alert["text"] and "warehouse.fx" in alert["text"]
+
+    # the late input is recorded and starts nothing more (a rerun is a backfill's job)
+    cluster.cli("publish", "warehouse.fx", "--partition", "2026-11-20", "--event-id", "f1")
+    explained = wait_until(
+        lambda: (e := json.loads(cluster.cli("explain", "revenue_anyway", "2026-11-20",
+                                             "--json").stdout))["condition_holds"] and e
+    )  # fmt: skip
+    assert explained["trigger"]["id"] == "baton:revenue_anyway:2026-11-20:0"
+    assert len([d for d in sink.deliveries() if d["path"] == "/hook"]) == 1
+    assert len(alerts_received(sink)) == 1

@@ -16,6 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from broker.matching.matcher import trigger_id_base
 from broker.state.keys import Keys
 
 ALERTS_KEPT = 10_000
@@ -29,6 +30,19 @@ def member(contract: str, partition: str) -> str:
 def split_member(value: str) -> tuple[str, str]:
     contract, _, partition = value.partition("|")
     return contract, partition
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the deadline script needs to decide one due member."""
+
+    contract: str
+    partition: str
+    deadline: datetime
+    now: datetime
+    on_deadline: str  # alert | trigger
+    slots: list[str]  # the condition's input slots, for a forced firing
+    version: str  # the contract set's version, recorded on a forced trigger
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +83,19 @@ class DeadlineStore:
             out.append(Due(contract, partition, int(score)))
         return out
 
-    async def decide(self, contract: str, partition: str, deadline: datetime, now: datetime) -> str:
-        """'alert' (queued, once ever), 'met', 'already', or 'taken' by another worker."""
-        keys = [self.keys.deadlines, self.keys.partition(contract, partition),
-                self.keys.deadline_alerts, self.keys.alerts]  # fmt: skip
-        args: list[str | int] = [member(contract, partition), contract, partition,
-                                 deadline.isoformat(), now.isoformat(), ALERTS_KEPT]  # fmt: skip
-        return _text(await self._decide(keys=keys, args=args))
+    async def decide(self, due: Decision) -> tuple[str, str]:
+        """('alert', ''), ('forced', trigger id) with on_deadline: trigger, ('met', ''),
+        ('already', '') or ('taken', '') by another worker."""
+        c, p = due.contract, due.partition
+        keys = [self.keys.deadlines, self.keys.partition(c, p), self.keys.deadline_alerts,
+                self.keys.alerts, self.keys.triggers, self.keys.recent]  # fmt: skip
+        args: list[str | int] = [
+            member(c, p), c, p, due.deadline.isoformat(), due.now.isoformat(), ALERTS_KEPT,
+            due.on_deadline, json.dumps(due.slots), trigger_id_base(c, p),
+            self.keys.trigger_prefix(), due.version, int(due.now.timestamp() * 1000),
+        ]  # fmt: skip
+        verdict, tid = await self._decide(keys=keys, args=args)
+        return _text(verdict), _text(tid)
 
     async def recovered(
         self, contract: str, partition: str, trigger_id: str, now: datetime
@@ -107,7 +127,7 @@ class DeadlineStore:
         """The newest alerts first, as queued (sent or still waiting)."""
         rows: Any = await self.redis.xrevrange(self.keys.alerts, count=limit)
         return [
-            {"id": _text(entry_id)} | {_text(k): _text(v) for k, v in fields.items()}
+            {"id": _text(entry_id)} | {_text(k): _text(v) for k, v in fields.items() if v}
             for entry_id, fields in rows
         ]
 

@@ -62,6 +62,8 @@ class TriggerRecord:
     run_state: str = ""  # the downstream run: queued | running | succeeded | failed | unknown
     run_detail: str = ""
     run_checks: int = 0
+    # Inputs still missing when `on_deadline: trigger` fired it at its deadline.
+    missing: list[str] = field(default_factory=list)
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> TriggerRecord:
@@ -83,7 +85,13 @@ class TriggerRecord:
             run_state=data.get("run_state", ""),
             run_detail=data.get("run_detail", ""),
             run_checks=int(data.get("run_checks", 0)),
+            missing=_list(data.get("missing")),
         )
+
+
+def _list(raw: str | None) -> list[str]:
+    value = json.loads(raw) if raw else []
+    return [str(v) for v in value] if isinstance(value, list) else []  # Lua's {} is empty
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,21 +1,51 @@
--- A watched (contract, partition) whose deadline has come: decide, once, whether it
--- alerts. The first worker to take the member off the clock decides; the others see
--- it gone. An alert is queued on the alerts stream (sent by the alerters group, so a
--- crash after this script loses nothing) at most once per member, ever.
+-- A watched (contract, partition) whose deadline has come: decide, once, what happens.
+-- The first worker to take the member off the clock decides; the others see it gone.
+-- An alert is queued on the alerts stream (sent by the alerters group, so a crash after
+-- this script loses nothing) at most once per member, ever. With on_deadline: trigger
+-- the partition is also claimed and fired with the inputs that are there, exactly as
+-- record.lua claims a firing, the missing inputs named on the trigger record.
 --
--- KEYS[1] deadlines zset, KEYS[2] partition hash, KEYS[3] alerted hash, KEYS[4] alerts stream
--- ARGV: 1 member, 2 contract, 3 partition, 4 deadline iso, 5 now iso, 6 alerts kept
--- Returns 'taken' (another worker had it), 'met' (fired in time), 'already' or 'alert'
+-- KEYS[1] deadlines zset, KEYS[2] partition hash, KEYS[3] alerted hash, KEYS[4] alerts
+-- stream, KEYS[5] triggers stream, KEYS[6] recent-triggers zset
+-- ARGV: 1 member, 2 contract, 3 partition, 4 deadline iso, 5 now iso, 6 alerts kept,
+--       7 on_deadline (alert|trigger), 8 slots json, 9 trigger id base,
+--       10 trigger key prefix, 11 contract version, 12 now ms
+-- Returns {'taken'|'met'|'already'|'alert'|'forced', trigger id or ''}
+local h = KEYS[2]
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
-  return 'taken'
+  return {'taken', ''}
 end
-if tonumber(redis.call('HGET', KEYS[2], 'fired') or '-1') >= 0 then
-  return 'met'
+if tonumber(redis.call('HGET', h, 'fired') or '-1') >= 0 then
+  return {'met', ''}  -- fired before its deadline (a restatement waiting since is no miss)
 end
+local gen = tonumber(redis.call('HGET', h, 'gen') or '0')
 if redis.call('HSETNX', KEYS[3], ARGV[1], cjson.encode({alerted_at = ARGV[5],
     deadline = ARGV[4]})) == 0 then
-  return 'already'
+  return {'already', ''}
 end
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'kind', 'deadline_missed',
-  'contract', ARGV[2], 'partition', ARGV[3], 'deadline', ARGV[4], 'at', ARGV[5])
-return 'alert'
+local kind, tid, missing = 'deadline_missed', '', {}
+if ARGV[7] == 'trigger' then
+  local parts = {}
+  for _, s in ipairs(cjson.decode(ARGV[8])) do
+    local event = redis.call('HGET', h, 's:' .. s)
+    if event then
+      parts[#parts + 1] = cjson.encode(s) .. ':' .. event
+    else
+      missing[#missing + 1] = s
+    end
+  end
+  tid = ARGV[9] .. gen
+  redis.call('HSET', h, 'fired', gen, 'trigger', tid)
+  redis.call('HSET', ARGV[10] .. tid, 'id', tid, 'contract', ARGV[2], 'partition', ARGV[3],
+    'generation', gen, 'state', 'pending', 'attempts', 0, 'created_at', ARGV[5],
+    'updated_at', ARGV[5], 'inputs', '{' .. table.concat(parts, ',') .. '}',
+    'contract_version', ARGV[11], 'missing', cjson.encode(missing))
+  redis.call('XADD', KEYS[5], '*', 't', tid)
+  redis.call('ZADD', KEYS[6], ARGV[12], tid)
+  kind = 'deadline_forced'
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'kind', kind,
+  'contract', ARGV[2], 'partition', ARGV[3], 'deadline', ARGV[4], 'at', ARGV[5],
+  'trigger_id', tid)
+if tid ~= '' then return {'forced', tid} end
+return {'alert', ''}
