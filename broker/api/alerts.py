@@ -10,9 +10,7 @@ router = APIRouter(tags=["alerts"])
 
 
 @router.get("/v1/alerts")
-async def list_alerts(
-    request: Request, limit: int = Query(100, ge=1, le=10_000)
-) -> dict[str, Any]:
+async def list_alerts(request: Request, limit: int = Query(100, ge=1, le=10_000)) -> dict[str, Any]:
     """Each alert as queued: `kind` (deadline_missed | deadline_recovered), `contract`,
     `partition`, `deadline`, `at`, and for a recovery the `trigger_id`. Dead letters are
     listed by `GET /v1/dlq`."""
