@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint format bench bench-orchestrators setup clean
+.PHONY: run test lint format bench bench-orchestrators bench-deadlines setup clean
 
 setup: $(BIN)/baton
 
@@ -40,6 +40,10 @@ bench: setup
 # Event accepted -> run created in real Airflow, Dagster and Prefect (starts all three).
 bench-orchestrators: setup
 	$(BIN)/python -m benchmarks.orchestrators
+
+# Deadline passed -> alert at the sink, against a bare sorted-set poller (about 2 minutes).
+bench-deadlines: setup
+	$(BIN)/python -m benchmarks.deadlines
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .baton .pytest_cache .mypy_cache .ruff_cache

@@ -3,8 +3,8 @@
     python -m benchmarks.sink PORT OUT_FILE
 
 It notes the arrival time of each request the moment its headers are in, subtracts the
-`sent` time the body carries, answers 200, and writes the delays (seconds, one a line)
-to OUT_FILE when it gets SIGTERM.
+time the body carries (`sent`, epoch seconds; or for an alert, its `baton.deadline`),
+answers 200, and writes the delays (seconds, one a line) to OUT_FILE on SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import json
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}"
 
@@ -32,8 +34,14 @@ async def _serve(
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":")[1])
         body = await reader.readexactly(length)
-        out.append(arrived - float(json.loads(body)["sent"]))
+        out.append(arrived - _since(json.loads(body)))
         writer.write(OK)
+
+
+def _since(body: dict[str, Any]) -> float:
+    if "sent" in body:
+        return float(body["sent"])
+    return datetime.fromisoformat(body["baton"]["deadline"]).timestamp()
 
 
 async def _handle(
