@@ -233,6 +233,42 @@ def triggers(ctx: click.Context, limit: int, as_json: bool) -> None:
     click.echo(_run(lambda: triggers_command(_settings(ctx), limit, as_json)))
 
 
+@main.command()
+@click.argument("contract")
+@click.argument("backfill_id", required=False)
+@click.option("--from", "start", help="first partition")
+@click.option("--to", "end", help="last partition (included)")
+@click.option("--order", type=click.Choice(["newest-first", "oldest-first"]),
+              default="newest-first", show_default=True)  # fmt: skip
+@click.option("--max-in-flight", default=4, show_default=True,
+              help="downstream runs of this backfill not yet finished, at most")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="print the plan and each partition's readiness")
+@click.option("--force", is_flag=True,
+              help="also fire incomplete partitions, and rerun ones that ran")  # fmt: skip
+@click.option("--detach", is_flag=True, help="start it and return (no progress bar)")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def backfill(ctx: click.Context, contract: str, backfill_id: str | None, start: str | None,
+             end: str | None, order: str, max_in_flight: int, dry_run: bool, force: bool,
+             detach: bool, as_json: bool) -> None:  # fmt: skip
+    """Redo CONTRACT's partitions --from P --to P; `baton backfill status [ID]` shows them.
+
+    The workers carry a backfill out, so it survives this command and any restart."""
+    from broker.backfill_cli import run_backfill, show_status  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    if contract == "status":
+        click.echo(_run(lambda: show_status(settings, backfill_id, as_json)))
+        return
+    if backfill_id is not None:
+        raise click.UsageError(f"unexpected argument {backfill_id!r}")
+    if not start or not end:
+        raise click.UsageError("give --from and --to")
+    _run(lambda: run_backfill(settings, contract, start, end, order=order,
+                              max_in_flight=max_in_flight, force=force, dry_run=dry_run,
+                              detach=detach, as_json=as_json))  # fmt: skip
+
+
 @main.group()
 def token() -> None:
     """Producer tokens."""

@@ -22,6 +22,7 @@ from faststream.middlewares import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
 
+from broker.backfill import BackfillPump
 from broker.deadlines import DeadlineClock
 from broker.dispatch.dispatcher import Dispatcher
 from broker.dispatch.target import Target
@@ -72,6 +73,11 @@ class Worker:
         self.alerter = Alerter(
             self.store, alerts, self.name, settings.claim_idle,
             lambda: self.contracts.by_name(),  # noqa: PLW0108
+        )  # fmt: skip
+        self.pump = BackfillPump(
+            self.store, self.store.backfills,
+            lambda: self.contracts.by_name(),  # noqa: PLW0108
+            lambda: self.contracts.version, self.name,
         )  # fmt: skip
         self.clock = DeadlineClock(
             self.store.deadlines,
@@ -230,6 +236,7 @@ class Worker:
             await self.alerter.round(reclaim)
         if match:
             await self.clock.round()
+            await self.pump.round()
         if reclaim and match:
             await self.reclaim_events()
         if reclaim and dispatch:

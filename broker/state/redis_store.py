@@ -17,6 +17,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from broker.errors import BacklogFull
 from broker.matching.matcher import RecordOp, trigger_id_base
+from broker.state.backfill_store import BackfillStore
 from broker.state.deadline_store import DeadlineStore
 from broker.state.keys import Keys
 from broker.state.ports import (
@@ -54,6 +55,7 @@ class RedisStore:
         self.max_backlog = max_backlog
         self.dedup_ttl_s = dedup_ttl_s
         self.deadlines = DeadlineStore(redis, keys)
+        self.backfills = BackfillStore(redis, keys)
         self._ingest = _script(redis, "ingest")
         self._ack = _script(redis, "ack")
         self._record = _script(redis, "record")

@@ -1,0 +1,53 @@
+-- One step of a backfill: fire, or skip, the partition at position `pos` of its plan,
+-- and advance, all at once. A crash before this script changes nothing; after it, the
+-- position has moved on, so a resumed backfill never fires a partition twice. A
+-- partition that fired meanwhile (live) is skipped, unless this is a forced rerun,
+-- which starts the next generation (a new, still deterministic, trigger id).
+--
+-- KEYS[1] backfill hash, KEYS[2] partition hash, KEYS[3] triggers stream,
+-- KEYS[4] recent-triggers zset, KEYS[5] backfill in-flight set
+-- ARGV: 1 expected pos, 2 partition, 3 mode (fire|rerun|skip), 4 slots json,
+--       5 trigger id base, 6 trigger key prefix, 7 contract, 8 contract version,
+--       9 now iso, 10 now ms, 11 skip reason, 12 backfill id
+-- Returns {'fired', trigger id} | {'skipped', reason} | {'moved', ''}
+local b, h = KEYS[1], KEYS[2]
+local pos = tonumber(redis.call('HGET', b, 'pos') or '0')
+if pos ~= tonumber(ARGV[1]) then return {'moved', ''} end
+
+local function skip(reason)
+  redis.call('HSET', b, 'pos', pos + 1, 'skip:' .. ARGV[2], reason)
+  redis.call('HINCRBY', b, 'skipped', 1)
+  return {'skipped', reason}
+end
+if ARGV[3] == 'skip' then return skip(ARGV[11]) end
+
+local gen = tonumber(redis.call('HGET', h, 'gen') or '0')
+local fired = tonumber(redis.call('HGET', h, 'fired') or '-1')
+if fired >= gen then
+  if ARGV[3] ~= 'rerun' then
+    return skip('already ran as ' .. (redis.call('HGET', h, 'trigger') or '?'))
+  end
+  gen = gen + 1
+  redis.call('HSET', h, 'gen', gen)
+end
+local parts, missing = {}, {}
+for _, s in ipairs(cjson.decode(ARGV[4])) do
+  local event = redis.call('HGET', h, 's:' .. s)
+  if event then
+    parts[#parts + 1] = cjson.encode(s) .. ':' .. event
+  else
+    missing[#missing + 1] = s
+  end
+end
+local tid = ARGV[5] .. gen
+redis.call('HSET', h, 'fired', gen, 'trigger', tid)
+redis.call('HSET', ARGV[6] .. tid, 'id', tid, 'contract', ARGV[7], 'partition', ARGV[2],
+  'generation', gen, 'state', 'pending', 'attempts', 0, 'created_at', ARGV[9],
+  'updated_at', ARGV[9], 'inputs', '{' .. table.concat(parts, ',') .. '}',
+  'contract_version', ARGV[8], 'missing', cjson.encode(missing), 'backfill', ARGV[12])
+redis.call('XADD', KEYS[3], '*', 't', tid)
+redis.call('ZADD', KEYS[4], ARGV[10], tid)
+redis.call('SADD', KEYS[5], tid)
+redis.call('HSET', b, 'pos', pos + 1, 'run:' .. ARGV[2], tid)
+redis.call('HINCRBY', b, 'fired', 1)
+return {'fired', tid}
