@@ -81,3 +81,21 @@ with DAG(
         return None
 
     consume_partition()
+
+with DAG(
+    "report_slow",
+    schedule=None,
+    start_date=pendulum.datetime(1990, 1, 1),
+    catchup=False,
+    is_paused_upon_creation=False,
+    max_active_runs=64,
+):
+
+    @task
+    def build_slowly() -> None:
+        """A run that takes a few seconds, so runs in flight can be counted."""
+        import time  # noqa: PLC0415
+
+        time.sleep(3)
+
+    build_slowly()
