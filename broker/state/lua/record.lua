@@ -6,6 +6,8 @@
 --   1. failed event      -> kept under f:<slot> for explain; never satisfies
 --   2. same event_id     -> duplicate, nothing changes
 --   3. older than latest -> stale (a late or redelivered event), nothing changes
+--   3b. this event already fired the partition through another of its slots (one dataset
+--       read under two filters: one call per slot) -> recorded, part of that firing
 --   4. partition already fired this generation:
 --      4a. first event for this slot -> recorded, no new generation (not a restatement)
 --      4b. policy ignore             -> recorded, nothing fires
@@ -44,6 +46,11 @@ end
 
 local gen = tonumber(redis.call('HGET', h, 'gen') or '0')
 local fired = tonumber(redis.call('HGET', h, 'fired') or '-1')
+if redis.call('HGET', h, 'fired_by') == ARGV[4] then
+  -- Not a restatement, and (unpartitioned) consumed by that firing: one event, one trigger.
+  redis.call('HSET', h, 's:' .. slot, ARGV[3], 'o:' .. slot, ARGV[5], 'e:' .. slot, ARGV[4])
+  return {'recorded', '', gen}
+end
 if mode == 'p' and fired >= gen then
   record()
   if not cur_id then return {'recorded', '', gen} end
@@ -89,7 +96,7 @@ if mode == 'u' then
   redis.call('HSET', h, 'gen', gen + 1)
 end
 local inputs = '{' .. table.concat(parts, ',') .. '}'
-redis.call('HSET', h, 'fired', gen, 'trigger', tid)
+redis.call('HSET', h, 'fired', gen, 'trigger', tid, 'fired_by', ARGV[4])
 redis.call('HSET', ARGV[11] .. tid, 'id', tid, 'contract', ARGV[12], 'partition', ARGV[13],
   'generation', gen, 'state', 'pending', 'attempts', 0, 'created_at', ARGV[10],
   'updated_at', ARGV[10], 'inputs', inputs, 'contract_version', ARGV[14])
