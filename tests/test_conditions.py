@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import count
 from typing import Any
 
-import pytest
 import redis
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -535,11 +534,6 @@ def test_one_event_read_under_two_filters_fires_an_unpartitioned_contract_once(
     assert fired == [["baton:cond:_:0"], ["baton:cond:_:1"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DatasetIndex keeps one subscription per (dataset, offset, where), so the "
-    "hourly reading of `a` is dropped and its events are skipped (broker/matching/index.py)",
-)
 def test_one_dataset_read_daily_and_hourly_feeds_both_inputs(redis_url: str) -> None:
     when = {"all_of": ["a", {"dataset": "a", "partitioned": "hourly"}]}
     hours = [event("a", f"{DAY}T{h:02d}", f"a{h}", h + 2, n=0) for h in range(24)]

@@ -33,9 +33,11 @@ class DatasetIndex:
     def __init__(self, contracts: Iterable[Contract]) -> None:
         by_dataset: dict[str, list[Subscription]] = defaultdict(list)
         for contract in contracts:
-            seen: set[tuple[str, int, str | None]] = set()
+            seen: set[tuple[str, str, int, str | None]] = set()
             for item in iter_inputs(contract.when):
-                key = (item.dataset, item.offset, item.where)
+                # one subscription per distinct reading: a dataset read daily and hourly
+                # (or at two offsets, or under two filters) feeds each input
+                key = (item.dataset, item.granularity(contract), item.offset, item.where)
                 if key in seen:
                     continue
                 seen.add(key)
