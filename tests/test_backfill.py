@@ -82,7 +82,10 @@ def test_force_fires_every_day_newest_first_at_most_two_in_flight(cluster: Clust
     done = wait_until(lambda: (s := status(cluster, backfill_id))["state"] == "done" and s,
                       timeout=60, every=0.5)  # fmt: skip
     assert done["fired"] == 10 and done["skipped"] == 0
-    assert days(sink) == [f"2026-10-{d:02d}" for d in range(10, 0, -1)]
+    newest_first = [f"2026-10-{d:02d}" for d in range(10, 0, -1)]
+    got = days(sink)  # two run at a time, so neighbours may arrive swapped
+    assert sorted(got) == sorted(newest_first)
+    assert all(abs(newest_first.index(day) - i) <= 1 for i, day in enumerate(got)), got
     assert all(d["body"]["missing"] == [f"warehouse.orders[{d['body']['day']}]",
                                         f"warehouse.fx[{d['body']['day']}]"]
                for d in sink.deliveries())  # fmt: skip
