@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from broker.contracts.model import Contract
@@ -22,7 +23,7 @@ from broker.state.ports import PartitionState, TriggerRecord
 class InputStatus:
     dataset: str
     partition: str
-    state: str  # satisfied | missing | failed | consumed
+    state: str  # satisfied | missing | failed | consumed | expired (outside `within`)
     event_id: str | None = None
     occurred_at: str | None = None
     received_at: str | None = None
@@ -52,11 +53,19 @@ def explain(
     state: PartitionState,
     trigger: TriggerRecord | None,
     alert: dict[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> Explanation:
     tree = build_tree(contract, partition)
     unpartitioned = contract.partitioned == "none"
     present = {s for s in state.successes if not (unpartitioned and s in state.consumed)}
-    inputs = [_status(s, state, present) for s in leaves(tree)]
+    if contract.within and state.fired < state.generation:
+        # Waiting: an input that landed longer than `within` ago no longer counts.
+        oldest = (now or datetime.now(UTC)) - contract.within
+        expired = {s for s in present if _landed(state.successes[s]) < oldest}
+        present -= expired
+    else:
+        expired = set()
+    inputs = [_status(s, state, present, expired) for s in leaves(tree)]
     return Explanation(
         contract=contract.name,
         partition=partition,
@@ -79,12 +88,18 @@ def _deadline(contract: Contract, partition: str) -> str | None:
     return found.isoformat() if found else None
 
 
-def _status(slot: str, state: PartitionState, present: set[str]) -> InputStatus:
+def _landed(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(event.get("received_at") or "1970-01-01T00:00:00+00:00"))
+
+
+def _status(slot: str, state: PartitionState, present: set[str], expired: set[str]) -> InputStatus:
     dataset, partition = split_slot(slot)
     success = state.successes.get(slot)
     failure = state.failures.get(slot)
     if slot in present and success:
         kind = "satisfied"
+    elif slot in expired:
+        kind = "expired"
     elif success:
         kind = "consumed"
     else:

@@ -37,6 +37,9 @@ class RecordOp:
     status: str
     order: str
     payload: str
+    # When the event landed (epoch ms), and the contract's `within` window (0: none).
+    landed_ms: int = 0
+    within_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -90,8 +93,9 @@ class Matcher:
                 continue
             unpartitioned = sub.contract.partitioned == Granularity.NONE
             item_partition = "" if unpartitioned else (event.partition or "")
+            landed = int(received_at.timestamp() * 1000)
             for key in keys:
-                plan.ops.append(self._op(sub, key, item_partition, event, order, payload))
+                plan.ops.append(self._op(sub, key, item_partition, event, order, payload, landed))
         return plan
 
     def _contract_keys(self, sub: Subscription, event: Event) -> list[str]:
@@ -106,8 +110,9 @@ class Matcher:
         return [k for k in keys if k in allowed] if allowed else keys
 
     def _op(
-        self, sub: Subscription, key: str, item: str, event: Event, order: str, payload: str
-    ) -> RecordOp:
+        self, sub: Subscription, key: str, item: str, event: Event, order: str, payload: str,
+        landed_ms: int,
+    ) -> RecordOp:  # fmt: skip
         contract = sub.contract
         assert event.event_id is not None
         return RecordOp(
@@ -121,6 +126,8 @@ class Matcher:
             status=event.status,
             order=order,
             payload=payload,
+            landed_ms=landed_ms,
+            within_ms=int(contract.within.total_seconds() * 1000) if contract.within else 0,
         )
 
 

@@ -133,7 +133,8 @@ class RedisStore:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for op in ops:
                     keys = [self.keys.partition(op.contract, op.partition), *record_keys]
-                    args = [*_record_args(op, version, now, self.keys), deliver_to]
+                    args = [*_record_args(op, version, now, self.keys), deliver_to,
+                            op.landed_ms, op.within_ms]  # fmt: skip
                     pipe.evalsha(self._record.sha, len(keys), *keys, *args)
                 if ack:
                     pipe.evalsha(self._ack.sha, 2, *ack_keys, self.keys.matchers_group, *ack)

@@ -22,7 +22,10 @@
 -- ARGV: 1 mode (p|u), 2 slot, 3 event json, 4 event_id, 5 order key, 6 status,
 --       7 policy, 8 condition tree json, 9 trigger id base, 10 now iso,
 --       11 trigger key prefix, 12 contract, 13 partition, 14 contract version, 15 now ms,
---       16 dispatcher group, 17 consumer to deliver to ('' = none)
+--       16 dispatcher group, 17 consumer to deliver to ('' = none),
+--       18 when the event landed (ms), 19 the contract's `within` window (ms, 0 = none)
+-- With a `within` window, an input counts only if it landed no more than the window
+-- before the event being recorded (each slot keeps its landing time under r:<slot>).
 -- Returns {outcome, trigger_id, generation, delivered entry id, delivered trigger id, inputs}
 local h, slot, mode = KEYS[1], ARGV[2], ARGV[1]
 
@@ -40,7 +43,8 @@ if cur_order and ARGV[5] <= cur_order then
 end
 
 local function record()
-  redis.call('HSET', h, 's:' .. slot, ARGV[3], 'o:' .. slot, ARGV[5], 'e:' .. slot, ARGV[4])
+  redis.call('HSET', h, 's:' .. slot, ARGV[3], 'o:' .. slot, ARGV[5], 'e:' .. slot, ARGV[4],
+    'r:' .. slot, ARGV[18] or '0')
   if mode == 'u' then redis.call('HDEL', h, 'c:' .. slot) end
 end
 
@@ -48,7 +52,8 @@ local gen = tonumber(redis.call('HGET', h, 'gen') or '0')
 local fired = tonumber(redis.call('HGET', h, 'fired') or '-1')
 if redis.call('HGET', h, 'fired_by') == ARGV[4] then
   -- Not a restatement, and (unpartitioned) consumed by that firing: one event, one trigger.
-  redis.call('HSET', h, 's:' .. slot, ARGV[3], 'o:' .. slot, ARGV[5], 'e:' .. slot, ARGV[4])
+  redis.call('HSET', h, 's:' .. slot, ARGV[3], 'o:' .. slot, ARGV[5], 'e:' .. slot, ARGV[4],
+    'r:' .. slot, ARGV[18] or '0')
   return {'recorded', '', gen}
 end
 if mode == 'p' and fired >= gen then
@@ -61,8 +66,13 @@ else
   record()
 end
 
+local within = tonumber(ARGV[19] or '0') or 0
+local oldest = (tonumber(ARGV[18] or '0') or 0) - within
 local function satisfied(s)
   if redis.call('HEXISTS', h, 'e:' .. s) == 0 then return false end
+  if within > 0 and tonumber(redis.call('HGET', h, 'r:' .. s) or '0') < oldest then
+    return false  -- landed too long before the others: outside the window
+  end
   return mode ~= 'u' or redis.call('HEXISTS', h, 'c:' .. s) == 0
 end
 local function holds(node)
