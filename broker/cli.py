@@ -269,6 +269,38 @@ def backfill(ctx: click.Context, contract: str, backfill_id: str | None, start: 
                               detach=detach, as_json=as_json))  # fmt: skip
 
 
+@main.command()
+@click.option("--from", "start", required=True, help="events that landed from this time")
+@click.option("--to", "end", required=True, help="... up to this time (ISO-8601; UTC if bare)")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def replay(ctx: click.Context, start: str, end: str, as_json: bool) -> None:
+    """Rebuild match state from the events kept in the stream; nothing fires (start
+    what it completes with `baton backfill`)."""
+    from broker.replay import parse_time  # noqa: PLC0415
+    from broker.replay import replay as run_replay  # noqa: PLC0415
+    from broker.runtime import Runtime, load_checked  # noqa: PLC0415
+
+    try:
+        first, last = parse_time(start), parse_time(end)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    if first > last:
+        raise click.BadParameter(f"--from {start} comes after --to {end}")
+    settings = _settings(ctx)
+    contracts = load_checked(settings)
+
+    async def go() -> str:
+        runtime = await Runtime.open(settings)
+        try:
+            report = await run_replay(runtime.store, contracts, first, last)
+        finally:
+            await runtime.close()
+        return json.dumps(report.as_dict(), indent=2) if as_json else report.text()
+
+    click.echo(_run(go))
+
+
 @main.group()
 def token() -> None:
     """Producer tokens."""

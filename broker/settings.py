@@ -186,6 +186,8 @@ class Settings(BaseSettings):
     max_backlog: int = Field(1_000_000, ge=1)
     # How long an event_id is remembered for deduplication at ingestion.
     dedup_ttl: Duration = timedelta(days=7)
+    # How long matched events stay in the events stream, for `baton replay`.
+    events_retention: Duration = timedelta(days=7)
 
     @classmethod
     def settings_customise_sources(

@@ -74,6 +74,7 @@ class Worker:
             self.store, alerts, self.name, settings.claim_idle,
             lambda: self.contracts.by_name(),  # noqa: PLW0108
         )  # fmt: skip
+        self._next_trim = 0.0
         self.pump = BackfillPump(
             self.store, self.store.backfills,
             lambda: self.contracts.by_name(),  # noqa: PLW0108
@@ -229,6 +230,17 @@ class Worker:
             await self.process_triggers(entries)
         return len(entries)
 
+    async def _trim(self) -> None:
+        """Keep `events_retention` of matched events for `baton replay`; once a minute."""
+        now = asyncio.get_running_loop().time()
+        if now < self._next_trim:
+            return
+        self._next_trim = now + 60
+        keep = datetime.now(UTC) - self.runtime.settings.events_retention
+        dropped = await self.store.trim_events(int(keep.timestamp() * 1000))
+        if dropped:
+            log.info("trimmed %d events older than %s from the stream", dropped, keep.isoformat())
+
     async def _round(self, match: bool, dispatch: bool, reclaim: bool) -> None:
         if dispatch:
             await self.store.move_due_retries(int(datetime.now(UTC).timestamp() * 1000))
@@ -239,6 +251,7 @@ class Worker:
             await self.pump.round()
         if reclaim and match:
             await self.reclaim_events()
+            await self._trim()
         if reclaim and dispatch:
             await self.reclaim_triggers()
 

@@ -119,11 +119,17 @@ class RedisStore:
 
     # -- match state -------------------------------------------------------------
     async def record(
-        self, ops: Sequence[RecordOp], version: str, ack: Sequence[str] = (), deliver_to: str = ""
+        self,
+        ops: Sequence[RecordOp],
+        version: str,
+        ack: Sequence[str] = (),
+        deliver_to: str = "",
+        record_only: bool = False,
     ) -> list[RecordOutcome]:
         """Run the record script for each op, pipelined (each op atomic on its own), then
         ack the `ack` event entries in the same round trip, after the records ran.
-        With `deliver_to`, each firing also reads a trigger entry for that consumer."""
+        With `deliver_to`, each firing also reads a trigger entry for that consumer.
+        `record_only` (replay) records inputs and never fires or restates."""
         now = _now()
         record_keys = [self.keys.triggers, self.keys.recent]
         ack_keys = [self.keys.events, self.keys.backlog]
@@ -134,7 +140,7 @@ class RedisStore:
                 for op in ops:
                     keys = [self.keys.partition(op.contract, op.partition), *record_keys]
                     args = [*_record_args(op, version, now, self.keys), deliver_to,
-                            op.landed_ms, op.within_ms]  # fmt: skip
+                            op.landed_ms, op.within_ms, "1" if record_only else ""]  # fmt: skip
                     pipe.evalsha(self._record.sha, len(keys), *keys, *args)
                 if ack:
                     pipe.evalsha(self._ack.sha, 2, *ack_keys, self.keys.matchers_group, *ack)
@@ -287,6 +293,29 @@ class RedisStore:
             await self._due(keys=[self.keys.retries, self.keys.triggers], args=[now_ms, count])
         )
 
+    async def events_between(
+        self, start_ms: int, end_ms: int, after: str | None = None, count: int = 1000
+    ) -> list[StreamEntry]:
+        """Entries of the events stream that landed in [start_ms, end_ms], oldest first,
+        a page at a time (`after`: the last id of the previous page)."""
+        low = f"({after}" if after else f"{start_ms}-0"
+        rows: Any = await self.redis.xrange(self.keys.events, low, f"{end_ms}-18446744073709551615",
+                                            count=count)  # fmt: skip
+        return [(_decode(i), {_decode(k): _decode(v) for k, v in f.items()}) for i, f in rows]
+
+    async def trim_events(self, keep_after_ms: int) -> int:
+        """Drop events that landed before `keep_after_ms`, never one the matchers have not
+        been handed yet (their group's last-delivered id bounds the cut)."""
+        groups: Any = await self.redis.xinfo_groups(self.keys.events)
+        cut = f"{keep_after_ms}-0"
+        for group in groups:
+            name = _decode(group["name"])
+            if name == self.keys.matchers_group:
+                delivered = _decode(group["last-delivered-id"])
+                if _stream_id_key(delivered) < _stream_id_key(cut):
+                    cut = delivered
+        return int(await self.redis.xtrim(self.keys.events, minid=cut, approximate=False))
+
     async def recent_triggers(self, limit: int = 50) -> list[TriggerRecord]:
         ids = await self.redis.zrevrange(self.keys.recent, 0, limit - 1)
         records = [await self.get_trigger(_decode(i)) for i in ids if isinstance(i, bytes | str)]
@@ -338,6 +367,11 @@ def _partition_state(raw: dict[str, str]) -> PartitionState:
         failures=failures,
         consumed=consumed,
     )
+
+
+def _stream_id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _decode(value: bytes | str) -> str:

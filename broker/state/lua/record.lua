@@ -23,7 +23,8 @@
 --       7 policy, 8 condition tree json, 9 trigger id base, 10 now iso,
 --       11 trigger key prefix, 12 contract, 13 partition, 14 contract version, 15 now ms,
 --       16 dispatcher group, 17 consumer to deliver to ('' = none),
---       18 when the event landed (ms), 19 the contract's `within` window (ms, 0 = none)
+--       18 when the event landed (ms), 19 the contract's `within` window (ms, 0 = none),
+--       20 '1' to record only (replay): no restatement, no evaluation, nothing fires
 -- With a `within` window, an input counts only if it landed no more than the window
 -- before the event being recorded (each slot keeps its landing time under r:<slot>).
 -- Returns {outcome, trigger_id, generation, delivered entry id, delivered trigger id, inputs}
@@ -54,6 +55,10 @@ if redis.call('HGET', h, 'fired_by') == ARGV[4] then
   -- Not a restatement, and (unpartitioned) consumed by that firing: one event, one trigger.
   redis.call('HSET', h, 's:' .. slot, ARGV[3], 'o:' .. slot, ARGV[5], 'e:' .. slot, ARGV[4],
     'r:' .. slot, ARGV[18] or '0')
+  return {'recorded', '', gen}
+end
+if ARGV[20] == '1' then
+  record()
   return {'recorded', '', gen}
 end
 if mode == 'p' and fired >= gen then
