@@ -16,7 +16,8 @@ Watched partitions (each put on the clock once, `ZADD NX`):
     that holds "now" (a cursor per contract remembers how far it got, so partitions whose
     deadline passed while Baton was down are caught up on start);
   - any partition an input arrives for, so an input for a partition already past its
-    deadline, with others still missing, alerts at once.
+    deadline, with others still missing, alerts at once (unless the event says it
+    re-publishes history: metadata `backfill: true`; `baton replay` watches nothing).
 When a member is due, one worker takes it off the clock (Lua) and decides: fired in
 time -> nothing; else one alert, ever, per (contract, partition), queued on the alerts
 stream for the alerters group to send. A partition that fires after its alert sends
@@ -197,7 +198,7 @@ class DeadlineClock:
             (op, out) for op, out in zip(ops, outcomes, strict=True) if op.contract in contracts
         ]
         if mine:
-            await self._arrived(contracts, [op for op, _ in mine])
+            await self._arrived(contracts, [op for op, _ in mine if not op.muted])
             await self._fired(contracts, mine)
 
     async def _arrived(self, contracts: Mapping[str, Contract], ops: Iterable[RecordOp]) -> None:

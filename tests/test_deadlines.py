@@ -267,3 +267,16 @@ def test_on_deadline_trigger_runs_anyway_naming_what_is_missing(cluster: Cluster
     assert explained["trigger"]["id"] == "baton:revenue_anyway:2026-11-20:0"
     assert len([d for d in sink.deliveries() if d["path"] == "/hook"]) == 1
     assert len(alerts_received(sink)) == 1
+
+
+async def test_an_event_marked_backfill_puts_nothing_on_the_clock(world: World) -> None:
+    clock = world.clock()
+    await clock.round(utc("2026-11-23T10:00:00Z"))
+    world.n += 1
+    event = Event(dataset="orders", partition="2026-11-01", event_id="old",
+                  metadata={"backfill": True}, occurred_at=utc("2026-11-01T00:00:00Z"))  # fmt: skip
+    plan = world.matcher.plan(event, datetime.now(UTC), "1-0")
+    await clock.recorded(plan.ops, await world.store.record(plan.ops, "v1", ack=[]))
+    assert await world.publish(clock, "orders", "2026-11-02") == "recorded"  # not marked
+    assert await clock.round(utc("2026-11-23T10:00:01Z")) == 1
+    assert [a["partition"] for a in await world.alerts()] == ["2026-11-02"]

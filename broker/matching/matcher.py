@@ -40,6 +40,8 @@ class RecordOp:
     # When the event landed (epoch ms), and the contract's `within` window (0: none).
     landed_ms: int = 0
     within_ms: int = 0
+    # The event says it re-publishes history (metadata `backfill: true`): no deadline alerts.
+    muted: bool = False
 
 
 @dataclass(slots=True)
@@ -127,6 +129,7 @@ class Matcher:
             order=order,
             payload=payload,
             landed_ms=landed_ms,
+            muted=event.metadata.get("backfill") is True,
             within_ms=int(contract.within.total_seconds() * 1000) if contract.within else 0,
         )
 
