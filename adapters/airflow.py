@@ -5,7 +5,8 @@ Airflow trigger is a rare event next to the event path, and the client's models 
 the request exactly as Airflow's API defines it).
 
 **DAG runs** (`dag_id`). The trigger id is the `dag_run_id`. `logical_date` defaults to
-the partition start (null when unpartitioned, which Airflow 3 accepts), the data
+the partition start (null when unpartitioned, which Airflow 3 accepts, and for a
+partition's later generations: Airflow keeps one run per logical date), the data
 interval to the partition's bounds, and `partition_key` to the partition when the DAG
 is partitioned (Airflow >= 3.2 answers 400 to a partition key on any other DAG).
 Airflow answers 409 both for a repeated `dag_run_id` and for a new id whose
@@ -167,6 +168,12 @@ class AirflowTarget:
         )
         start, end = context.get("partition_start"), context.get("partition_end")
         logical = spec.get("logical_date") or start
+        if request.generation > 0 and "logical_date" not in spec:
+            # A rerun of a partition (restatement, forced backfill): Airflow keeps one run
+            # per logical date, and the first generation holds it; this one runs beside
+            # it with no logical date (Airflow then sets no data interval either), the
+            # partition reaching the DAG through conf or partition_key.
+            logical = None
         if not (start and end):  # Airflow takes both bounds or neither
             start = end = None
         return af.TriggerDAGRunPostBody(
