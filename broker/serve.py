@@ -20,9 +20,10 @@ import uvicorn
 from adapters.registry import build_alerts, build_targets
 from broker.api.app import create_app
 from broker.errors import ConfigError
-from broker.runtime import Contracts, Runtime, load_checked
+from broker.reload import ContractsHolder, ReloadResult
+from broker.runtime import Runtime, load_checked
 from broker.settings import Settings
-from broker.worker import Worker
+from broker.worker import Worker, consumer_name
 
 log = logging.getLogger("baton")
 
@@ -73,6 +74,15 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    holder = ContractsHolder(runtime, contracts, consumer_name())
+    reloads: set[asyncio.Task[ReloadResult]] = set()
+
+    def on_hup() -> None:
+        task = asyncio.ensure_future(holder.reload("SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     # Everything loaded so far lives as long as the process: keep it out of the
     # collector's way, so a full collection does not pause the event path.
     gc.collect()
@@ -80,15 +90,18 @@ async def serve(
     parts: list[Coroutine[Any, Any, None]] = []
     targets = build_targets(settings) if worker else {}
     alerts = build_alerts(settings) if worker else None
+    parts.append(holder.watch(stop))
     if worker:
         match, dispatch = role in ("all", "match"), role in ("all", "dispatch")
-        parts.append(Worker(runtime, contracts, targets, alerts).run(stop, match, dispatch))
+        the_worker = Worker(runtime, contracts, targets, alerts)
+        holder.on_swap(lambda fresh: setattr(the_worker, "contracts", fresh))
+        parts.append(the_worker.run(stop, match, dispatch))
     siblings: list[subprocess.Popen[bytes]] = []
     if api:
         sock = _listening_socket(settings, shared=sibling or settings.api.workers > 1)
         if not sibling and settings.api.workers > 1:
             siblings = _start_api_siblings(settings, runtime.url, config_path)
-        parts.append(_serve_api(runtime, contracts, stop, sock))
+        parts.append(_serve_api(runtime, holder, stop, sock))
     try:
         await asyncio.gather(*parts)
     finally:
@@ -137,10 +150,13 @@ def _stop_siblings(siblings: list[subprocess.Popen[bytes]]) -> None:
 
 
 async def _serve_api(
-    runtime: Runtime, contracts: Contracts, stop: asyncio.Event, sock: socket.socket
+    runtime: Runtime, holder: ContractsHolder, stop: asyncio.Event, sock: socket.socket
 ) -> None:
     settings = runtime.settings
-    config = uvicorn.Config(create_app(runtime, contracts), log_level="warning", access_log=False)
+    app = create_app(runtime, holder.current)
+    app.state.holder = holder
+    holder.on_swap(lambda fresh: setattr(app.state, "contracts", fresh))
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     log.info("API on http://%s:%d", settings.api.host, settings.api.port)

@@ -45,7 +45,9 @@ def create_app(runtime: Runtime, loaded: Contracts) -> FastAPI:
             await runtime.redis.ping()
         except Exception as exc:  # any failure to reach Redis means not ready
             return problem(503, "Not ready", f"Redis is unreachable: {exc}")
-        body = {"status": "ready", "contracts_version": app.state.contracts.version}
+        holder = getattr(app.state, "holder", None)
+        body = {"status": "ready", "contracts_version": app.state.contracts.version,
+                "contracts_reload_error": holder.error if holder else None}  # fmt: skip
         return JSONResponse(body)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -29,14 +29,40 @@ def summary(contract: Contract) -> dict[str, Any]:
 
 @router.get("/v1/contracts")
 async def list_contracts(request: Request) -> dict[str, Any]:
+    """The set this process runs, the error of a refused reload (the set kept running),
+    and the version each Baton process runs (they converge after a reload)."""
     contracts = request.app.state.contracts
+    holder = getattr(request.app.state, "holder", None)
     return {
         "version": contracts.version,
+        "reload_error": holder.error if holder else None,
+        "loaded_at": holder.loaded_at.isoformat() if holder else None,
+        "processes": await holder.loaded_everywhere() if holder else {},
         "contracts": [summary(c) for c in contracts.by_name().values()],
     }
 
 
 _PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
+
+
+@router.post(
+    "/v1/contracts/reload",
+    responses={
+        422: {"description": "The new set has errors; the last good set keeps running", **_PROBLEM},
+        409: {"description": "This process does not reload (no watcher)", **_PROBLEM},
+    },
+)
+async def reload_contracts(request: Request) -> Response:
+    """Load and check the contracts folder now, and swap the set in if all of it is good."""
+    holder = getattr(request.app.state, "holder", None)
+    if holder is None:
+        return problem(409, "Not reloadable", "this process was started without a reloader")
+    result = await holder.reload("POST /v1/contracts/reload")
+    if result.error:
+        lines = result.error.splitlines()[1:] or [result.error]
+        return problem(422, "Contracts rejected", f"still running version {result.version}",
+                       [("contracts", line.strip()) for line in lines])  # fmt: skip
+    return JSONResponse({"version": result.version, "changed": result.changed})
 
 
 @router.get(

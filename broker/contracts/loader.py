@@ -7,6 +7,7 @@ validation error's path is mapped back to the line that holds the offending valu
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,27 @@ def load_contracts(folder: Path) -> tuple[ContractSet, list[ContractError]]:
         good, bad = load_text(text, str(path))
         loaded += good
         errors += bad
-    return ContractSet(tuple(loaded), _version(texts)), errors
+    return ContractSet(tuple(loaded), git_version(folder, _version(texts))), errors
+
+
+def git_version(folder: Path, content: str) -> str:
+    """The Git commit when `folder` is in a Git work tree (`<commit>`, or with local
+    changes under it `<commit>-dirty-<content hash>`), else the content hash."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )  # fmt: skip
+        if head.returncode != 0:
+            return content
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--", "."],
+            capture_output=True, text=True, timeout=5, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):  # no git on this machine
+        return content
+    commit = head.stdout.strip()
+    return f"{commit}-dirty-{content[:8]}" if dirty.stdout.strip() else commit
 
 
 def load_text(text: str, file: str) -> tuple[list[LoadedContract], list[ContractError]]:
