@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint format bench bench-orchestrators bench-deadlines setup clean
+.PHONY: run test lint format bench bench-orchestrators bench-deadlines bench-reload setup clean
 
 setup: $(BIN)/baton
 
@@ -44,6 +44,10 @@ bench-orchestrators: setup
 # Deadline passed -> alert at the sink, against a bare sorted-set poller (about 2 minutes).
 bench-deadlines: setup
 	$(BIN)/python -m benchmarks.deadlines
+
+# Contracts reload time for 1,000 and 10,000 files.
+bench-reload: setup
+	$(BIN)/python -m benchmarks.reload
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .baton .pytest_cache .mypy_cache .ruff_cache

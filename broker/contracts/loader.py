@@ -45,6 +45,10 @@ class ContractSet:
         return {c.contract.name: c.contract for c in self.contracts}
 
 
+# libyaml's loader when PyYAML was built with it: the same nodes and marks, ~10x faster.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_contracts(folder: Path) -> tuple[ContractSet, list[ContractError]]:
     """Load every contract file under `folder`; collect all errors and keep going."""
     if not folder.is_dir():
@@ -85,7 +89,7 @@ def git_version(folder: Path, content: str) -> str:
 
 def load_text(text: str, file: str) -> tuple[list[LoadedContract], list[ContractError]]:
     try:
-        documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        documents = list(yaml.compose_all(text, Loader=_LOADER))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
@@ -125,13 +129,21 @@ def _to_data(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.SafeLoader("").construct_object(key_node)
+            key = _scalar(key_node)
             out[key] = _to_data(value_node, (*path, key), lines)
             lines[(*path, key)] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_data(item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return yaml.SafeLoader("").construct_object(node)
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    """A scalar node's value, resolved by YAML's safe rules (int, bool, null, ...)."""
+    return yaml.SafeLoader("").construct_object(node) if node.tag != _STR else node.value
+
+
+_STR = "tag:yaml.org,2002:str"
 
 
 def _error(err: Any, data: Any, lines: Mapping[Path_, int], start: Location) -> ContractError:
