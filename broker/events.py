@@ -41,21 +41,21 @@ class Event(BaseModel):
     @field_validator("dataset")
     @classmethod
     def _dataset(cls, value: str) -> str:
-        if not _DATASET.match(value):
+        if not _DATASET.fullmatch(value):
             raise ValueError("must be 1 to 256 printable characters")
         return value
 
     @field_validator("partition")
     @classmethod
     def _partition(cls, value: str | None) -> str | None:
-        if value is not None and not _PARTITION.match(value):
+        if value is not None and not _PARTITION.fullmatch(value):
             raise ValueError("must be 1 to 128 printable characters without spaces")
         return value
 
     @field_validator("event_id")
     @classmethod
     def _event_id(cls, value: str | None) -> str | None:
-        if value is not None and not _EVENT_ID.match(value):
+        if value is not None and not _EVENT_ID.fullmatch(value):
             raise ValueError("must be 1 to 512 printable characters")
         return value
 

@@ -1,8 +1,26 @@
 """Partition arithmetic: keys, bounds, offsets and mapping between granularities. Pure.
 
-Keys: hourly `2026-11-23T05` (always a UTC hour, so unambiguous across DST), daily
-`2026-11-23`, ISO weekly `2026-W48`, monthly `2026-11` (calendar units in the
-contract's timezone), static (any safe key such as `eu`), none (the key "").
+Keys name calendar units in the contract's timezone: hourly `2026-11-23T05`, daily
+`2026-11-23`, ISO weekly `2026-W48`, monthly `2026-11`; static keys are any safe key such
+as `eu` (no time, no offset); an unpartitioned dataset has the one key "". A time
+partition runs from its start to the next one's start, so partitions tile time, and each
+lies inside exactly one partition of every coarser granularity, in any timezone
+(Asia/Kathmandu's +05:45 included: a day there is 24 of its own local hours).
+
+Daylight saving time. A day runs from the first instant of its date to the first of the
+next: 23 or 25 hours when clocks change (23.5 or 24.5 in Australia/Lord_Howe, which
+shifts by 30 minutes), starting at 01:00 where midnight is skipped (America/Santiago).
+An hourly key is the local wall-clock hour, and names one stretch of real time:
+  - clocks go forward: a skipped hour has no key (Europe/Berlin `2026-03-29T02` is
+    rejected; that day has 23 hourly keys). An hour skipped only in part keeps its key
+    for what is left (Lord_Howe `2026-10-04T02` is 02:30-03:00).
+  - clocks go back: the first pass through the repeated hour has the plain key, the
+    second pass adds its UTC offset as ISO 8601 writes it. In Europe/Berlin
+    `2026-10-25T02` is 02:00-03:00 CEST (00:00Z-01:00Z) and `2026-10-25T02+01:00` is
+    02:00-03:00 CET (01:00Z-02:00Z): 25 keys that day. Lord_Howe repeats half an hour:
+    `2026-04-05T01+10:30` is the second 01:30-02:00.
+  Only a second pass carries an offset, and any other spelling is rejected, so an hour
+  has exactly one key. In UTC (the default timezone) every key is plain.
 
 Nesting: hourly ⊂ daily ⊂ weekly, daily ⊂ monthly; weeks and months do not nest.
 `offset` counts whole partitions of the coarser of the two sides.
@@ -12,8 +30,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from enum import StrEnum
+from types import TracebackType
 from zoneinfo import ZoneInfo
 
 
@@ -30,13 +49,16 @@ class PartitionError(ValueError):
     """A key that does not fit its granularity, or a mapping that cannot be made."""
 
 
+_OFFSET = r"(?:([+-])(\d{2}):(\d{2})(?::(\d{2}))?)?"
+# fullmatch with ASCII digits: "2026-11-23\n" or Arabic-Indic digits are not keys.
 _FORMATS = {
-    Granularity.HOURLY: (re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2})$"), "YYYY-MM-DDTHH, UTC"),
-    Granularity.DAILY: (re.compile(r"^(\d{4})-(\d{2})-(\d{2})$"), "YYYY-MM-DD"),
-    Granularity.WEEKLY: (re.compile(r"^(\d{4})-W(\d{2})$"), "YYYY-Www"),
-    Granularity.MONTHLY: (re.compile(r"^(\d{4})-(\d{2})$"), "YYYY-MM"),
-    Granularity.STATIC: (re.compile(r"^[A-Za-z0-9_.:+~-]{1,128}$"), "1-128 of A-Z a-z 0-9 _.:+~-"),
+    Granularity.HOURLY: (rf"(\d{{4}})-(\d{{2}})-(\d{{2}})T(\d{{2}}){_OFFSET}", "YYYY-MM-DDTHH"),
+    Granularity.DAILY: (r"(\d{4})-(\d{2})-(\d{2})", "YYYY-MM-DD"),
+    Granularity.WEEKLY: (r"(\d{4})-W(\d{2})", "YYYY-Www"),
+    Granularity.MONTHLY: (r"(\d{4})-(\d{2})", "YYYY-MM"),
+    Granularity.STATIC: (r"[A-Za-z0-9_.:+~-]{1,128}", "1-128 of A-Z a-z 0-9 _.:+~-"),
 }
+_PATTERNS = {g: re.compile(pattern, re.ASCII) for g, (pattern, _) in _FORMATS.items()}
 _TIME = (Granularity.HOURLY, Granularity.DAILY, Granularity.WEEKLY, Granularity.MONTHLY)
 # What each time granularity contains (transitively).
 _CONTAINS = {
@@ -45,6 +67,8 @@ _CONTAINS = {
     Granularity.WEEKLY: {Granularity.HOURLY, Granularity.DAILY},
     Granularity.MONTHLY: {Granularity.HOURLY, Granularity.DAILY},
 }
+_HOUR = timedelta(hours=1)
+_TICK = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +81,8 @@ class Partition:
 
 @dataclass(frozen=True, slots=True)
 class Calendar:
-    """A granularity in a timezone; all the arithmetic lives here."""
+    """A granularity in a timezone; all the arithmetic lives here. Instants it returns
+    are in UTC."""
 
     granularity: Granularity
     tz: str = "UTC"
@@ -78,107 +103,221 @@ class Calendar:
         return True
 
     def parse(self, key: str) -> Partition:
-        if self.granularity == Granularity.NONE:
+        g = self.granularity
+        if g == Granularity.NONE:
             if key:
                 raise PartitionError(f"partition {key!r} given for an unpartitioned dataset")
-            return Partition(self.granularity, key, None, None)
-        pattern, shape = _FORMATS[self.granularity]
-        match = pattern.match(key)
+            return Partition(g, key, None, None)
+        match = _PATTERNS[g].fullmatch(key)
         if not match:
-            raise PartitionError(f"partition {key!r} is not a {self.granularity} key ({shape})")
-        if self.granularity == Granularity.STATIC:
-            return Partition(self.granularity, key, None, None)
-        try:
-            start = self._start(tuple(int(g) for g in match.groups()))
-        except ValueError as exc:
+            raise PartitionError(f"partition {key!r} is not a {g} key ({_FORMATS[g][1]})")
+        if g == Granularity.STATIC:
+            return Partition(g, key, None, None)
+        with _InRange(g, key):
+            start = self._start(match.groups())
+            canonical, end = self._key_at(start), self._next(start)
+        if canonical == key:
+            return Partition(g, key, start, end)
+        if key[13:]:  # an hourly key with an offset
             raise PartitionError(
-                f"partition {key!r} is not a real {self.granularity} key: {exc}"
-            ) from exc
-        return Partition(self.granularity, key, start, self._next(start))
+                f"partition {key!r} is not a key in {self.tz}: only the second pass through"
+                f" a repeated hour has an offset (this time is {canonical!r})"
+            )
+        raise PartitionError(f"partition {key!r} does not exist in {self.tz}: clocks skip it")
 
-    def _start(self, parts: tuple[int, ...]) -> datetime:
+    def _start(self, groups: tuple[str | None, ...]) -> datetime:
+        """Where the partition named by `groups` starts, if it is the canonical key."""
+        # (year, month, day, hour), (year, week) or (year, month); a missing part is 1
+        y, m, d, h = [int(x or 1) for x in groups[:4]] + [1] * (4 - len(groups[:4]))
         g = self.granularity
-        if g == Granularity.HOURLY:
-            return datetime(parts[0], parts[1], parts[2], parts[3], tzinfo=UTC)
-        if g == Granularity.DAILY:
-            day = date(parts[0], parts[1], parts[2])
-        elif g == Granularity.WEEKLY:
-            day = date.fromisocalendar(parts[0], parts[1], 1)
-        else:
-            day = date(parts[0], parts[1], 1)
+        if g == Granularity.HOURLY and groups[4] is None:  # the first pass, if repeated
+            return _first_reading(datetime(y, m, d, h), self.zone)
+        if g == Granularity.HOURLY:  # the second pass: from its last microsecond, back
+            hh, mm, ss = (int(x or 0) for x in groups[5:8])
+            offset = timedelta(hours=hh, minutes=mm, seconds=ss)
+            at = timezone(-offset if groups[4] == "-" else offset)
+            last = datetime(y, m, d, h, tzinfo=at).astimezone(UTC) + _HOUR - _TICK
+            return _hour_floor(last, self.zone)
+        day = date.fromisocalendar(y, m, 1) if g == Granularity.WEEKLY else date(y, m, d)
+        return _local_midnight(day, self.zone)
+
+    def _floor(self, instant: datetime) -> datetime:
+        """The start of the partition holding `instant`."""
+        if self.granularity == Granularity.HOURLY:
+            return _hour_floor(instant.astimezone(UTC), self.zone)
+        day = instant.astimezone(self.zone).date()
+        if self.granularity == Granularity.WEEKLY:
+            day -= timedelta(days=day.weekday())
+        elif self.granularity == Granularity.MONTHLY:
+            day = day.replace(day=1)
         return _local_midnight(day, self.zone)
 
     def _next(self, start: datetime) -> datetime:
-        """The start of the following partition (its exclusive end)."""
-        g = self.granularity
-        if g == Granularity.HOURLY:
-            return start + timedelta(hours=1)
-        local = start.astimezone(self.zone).date()
-        if g == Granularity.DAILY:
-            following = local + timedelta(days=1)
-        elif g == Granularity.WEEKLY:
-            following = local + timedelta(days=7)
-        else:
-            following = _add_months(local, 1)
-        return _local_midnight(following, self.zone)
+        """The start of the following partition (the exclusive end of this one)."""
+        if self.granularity == Granularity.HOURLY:
+            return _hour_end(start, self.zone)
+        return _local_midnight(self._later(start.astimezone(self.zone).date(), 1), self.zone)
+
+    def _later(self, day: date, n: int) -> date:
+        """The first day of the day, week or month `n` after the one starting on `day`."""
+        if self.granularity == Granularity.DAILY:
+            return day + timedelta(days=n)
+        if self.granularity == Granularity.WEEKLY:
+            return day + timedelta(weeks=n)
+        months = day.year * 12 + (day.month - 1) + n
+        return date(months // 12, months % 12 + 1, 1)
+
+    def _key_at(self, start: datetime) -> str:
+        """The key of the partition starting at `start`."""
+        if self.granularity == Granularity.HOURLY:
+            return _hour_key(start, self.zone)
+        return self._label(start.astimezone(self.zone).date())
+
+    def _label(self, day: date) -> str:
+        if self.granularity == Granularity.DAILY:
+            return day.isoformat()
+        if self.granularity == Granularity.WEEKLY:
+            year, week, _ = day.isocalendar()
+            return f"{year:04d}-W{week:02d}"
+        return f"{day.year:04d}-{day.month:02d}"
 
     def key_of(self, instant: datetime) -> str:
         """The key of the partition holding an aware instant."""
-        g = self.granularity
-        if g == Granularity.HOURLY:
-            return instant.astimezone(UTC).strftime("%Y-%m-%dT%H")
-        local = instant.astimezone(self.zone).date()
-        if g == Granularity.DAILY:
-            return local.isoformat()
-        if g == Granularity.WEEKLY:
-            year, week, _ = local.isocalendar()
-            return f"{year}-W{week:02d}"
-        if g == Granularity.MONTHLY:
-            return f"{local.year}-{local.month:02d}"
-        raise PartitionError(f"{g} partitions have no time")
+        if not self.is_time:
+            raise PartitionError(f"{self.granularity} partitions have no time")
+        with _InRange(self.granularity, instant):
+            return self._key_at(self._floor(instant))
 
     def containing(self, instant: datetime) -> Partition:
         return self.parse(self.key_of(instant))
 
     def shift(self, key: str, n: int) -> str:
+        """The key `n` partitions after `key` (before it when `n` is negative)."""
         part = self.parse(key)
         if n == 0:
             return key
-        if not self.is_time or part.start is None:
+        if part.start is None:
             raise PartitionError(f"{self.granularity} partitions cannot be offset")
-        g = self.granularity
-        if g == Granularity.HOURLY:
-            return self.key_of(part.start + timedelta(hours=n))
-        local = part.start.astimezone(self.zone).date()
-        if g == Granularity.DAILY:
-            return (local + timedelta(days=n)).isoformat()
-        if g == Granularity.WEEKLY:
-            return self.key_of(_local_midnight(local + timedelta(weeks=n), self.zone))
-        moved = _add_months(local, n)
-        return f"{moved.year}-{moved.month:02d}"
+        with _InRange(self.granularity, f"{key} {n:+d}"):
+            return self._shifted(part.start, n)
+
+    def _shifted(self, start: datetime, n: int) -> str:
+        if self.granularity != Granularity.HOURLY:  # by the calendar, when it has no holes
+            moved = self._later(start.astimezone(self.zone).date(), n)
+            there = _local_midnight(moved, self.zone)
+            key = self._key_at(self._floor(there))
+            jump = abs(_offset(there, self.zone) - _offset(start, self.zone))
+            if key == self._label(moved) and jump < timedelta(days=1):
+                return key
+        # Hours are not all 60 minutes long, and a zone may skip a whole date (Pacific/Apia,
+        # 2011-12-30): count partitions one by one.
+        for _ in range(abs(n)):
+            start = self._next(start) if n > 0 else self._floor(start - _TICK)
+        return self._key_at(start)
 
     def keys_between(self, start: datetime, end: datetime) -> list[str]:
         """Keys of the partitions starting in [start, end), in order."""
+        if not self.is_time:
+            raise PartitionError(f"{self.granularity} partitions have no time")
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
         keys = []
-        part = self.containing(start)
-        if part.start is not None and part.start < start:
-            part = self.parse(self.shift(part.key, 1))
-        while part.start is not None and part.start < end:
-            keys.append(part.key)
-            part = self.parse(self.shift(part.key, 1))
+        with _InRange(self.granularity, start, end):
+            at = self._floor(start)
+            at = at if at >= start else self._next(at)
+            while at < end:
+                keys.append(self._key_at(at))
+                at = self._next(at)
         return keys
 
 
+class _InRange:
+    """Turns dates past year 1 or 9999 into a PartitionError, which callers handle. A
+    class rather than @contextmanager: it is on every event's path."""
+
+    __slots__ = ("args", "granularity")
+
+    def __init__(self, granularity: Granularity, *args: object) -> None:
+        self.granularity, self.args = granularity, args
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if isinstance(exc, ValueError | OverflowError) and not isinstance(exc, PartitionError):
+            where = ", ".join(map(str, self.args))
+            raise PartitionError(f"no {self.granularity} partition for {where}: {exc}") from exc
+
+
 def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    # fold=0 and normalising through UTC picks the real instant even if midnight is
-    # skipped by a DST change in that zone.
-    local = datetime.combine(day, time(0), tzinfo=zone)
-    return local.astimezone(UTC).astimezone(zone).astimezone(UTC)
+    return _first_reading(datetime.combine(day, time(0)), zone)
 
 
-def _add_months(day: date, n: int) -> date:
-    months = day.year * 12 + (day.month - 1) + n
-    return date(months // 12, months % 12 + 1, 1)
+def _first_reading(wall: datetime, zone: ZoneInfo) -> datetime:
+    """The first instant the clocks in `zone` read the naive `wall` time, or, if they skip
+    it, the instant they jump over it (Toronto, 1919-03-30: 23:30 -> 00:30)."""
+    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)  # the first pass
+    if first.astimezone(zone).replace(tzinfo=None) == wall:
+        return first
+    # Skipped: fold=0 reads it with the offset before the jump and fold=1 with the one
+    # after, which puts the jump between the two.
+    return _first_change(wall.replace(tzinfo=zone, fold=1).astimezone(UTC), first, zone)
+
+
+# Hourly partitions start where the wall clock reads a whole hour or changes its offset.
+# tzdata changes a zone's offset at most once in any hour, and on whole seconds.
+
+
+def _offset(instant: datetime, zone: ZoneInfo) -> timedelta:
+    offset = instant.astimezone(zone).utcoffset()
+    assert offset is not None  # a ZoneInfo always knows it
+    return offset
+
+
+def _since_hour(local: datetime) -> timedelta:
+    return timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
+
+
+def _hour_floor(instant: datetime, zone: ZoneInfo) -> datetime:
+    local = instant.astimezone(zone)
+    floor = instant - _since_hour(local)
+    if _offset(floor, zone) == local.utcoffset():
+        return floor
+    return _first_change(floor, instant, zone)
+
+
+def _hour_end(start: datetime, zone: ZoneInfo) -> datetime:
+    local = start.astimezone(zone)
+    end = start + _HOUR - _since_hour(local)
+    if _offset(end - _TICK, zone) == local.utcoffset():
+        return end
+    return _first_change(start, end - _TICK, zone)
+
+
+def _first_change(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
+    """The first instant in (before, after] whose UTC offset differs from `before`'s."""
+    base = _offset(before, zone)
+    while after - before > _TICK:
+        middle = before + (after - before) // 2
+        if _offset(middle, zone) == base:
+            before = middle
+        else:
+            after = middle
+    return after
+
+
+def _hour_key(start: datetime, zone: ZoneInfo) -> str:
+    local = start.astimezone(zone)
+    key = f"{local.year:04d}-{local.month:02d}-{local.day:02d}T{local.hour:02d}"
+    on_the_hour = not (local.fold or local.minute or local.second or local.microsecond)
+    hour = datetime(local.year, local.month, local.day, local.hour)
+    if on_the_hour or _first_reading(hour, zone) == start:  # the first pass
+        return key
+    offset = _offset(start, zone)
+    sign, seconds = ("-" if offset < timedelta(0) else "+"), abs(int(offset.total_seconds()))
+    hours, minutes, seconds = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f"{key}{sign}{hours:02d}:{minutes:02d}" + (f":{seconds:02d}" if seconds else "")
 
 
 def can_map(contract: Granularity, input: Granularity) -> bool:
@@ -224,6 +363,8 @@ def contract_keys_for_input(
     contract: Calendar, input: Calendar, input_key: str, offset: int = 0
 ) -> list[str]:
     """The contract partitions an event for `input_key` feeds (inverse of the above)."""
+    if contract.granularity == Granularity.NONE:
+        raise ValueError("an unpartitioned contract has no partition to map")
     if input.granularity == Granularity.NONE:
         raise ValueError("a global input feeds every partition; the caller handles it")
     relation = _relation(contract, input)

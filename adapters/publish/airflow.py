@@ -22,7 +22,8 @@ failing when Baton cannot be reached) calls the helper:
 The partition is the run's `partition_key` (Airflow >= 3.2, and keys added with
 `outlet_events[asset].add_partitions`), else the data interval's start written at the
 interval's grain: one hour `2026-11-23T05`, one day `2026-11-23`, one week `2026-W48`,
-one month `2026-11` (UTC; `BATON_PARTITION_FORMAT`, a strftime pattern, overrides it).
+one month `2026-11`, in UTC or the timezone `BATON_PARTITION_TZ` names (the contracts'
+`timezone`); `BATON_PARTITION_FORMAT`, a strftime pattern, overrides the grain.
 A run with no data interval (a manual run without a logical date) publishes no partition.
 
 The event id is `airflow/<dag>/<run>/<task>[/<map index>]/<dataset>[/<partition>]`: a
@@ -39,6 +40,7 @@ import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
@@ -58,10 +60,12 @@ def partition_of(context: Mapping[str, Any]) -> str | None:
     start = context.get("data_interval_start") or context.get("logical_date")
     if start is None:
         return None
+    zone = ZoneInfo(os.environ.get("BATON_PARTITION_TZ") or "UTC")
+    start, end = start.astimezone(zone), context.get("data_interval_end")
     pattern = os.environ.get("BATON_PARTITION_FORMAT")
     if pattern:
         return str(start.strftime(pattern))
-    return _at_grain(start, context.get("data_interval_end"))
+    return _at_grain(start, end.astimezone(zone) if end is not None else None)
 
 
 def _at_grain(start: datetime, end: datetime | None) -> str:
