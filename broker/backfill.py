@@ -29,7 +29,7 @@ from typing import Any
 
 from broker.contracts.model import Contract
 from broker.errors import BatonError
-from broker.matching.condition import build_tree, holds, leaves, split_slot
+from broker.matching.condition import build_tree, holds, leaves, readable_slot
 from broker.partitions import Calendar, Granularity, PartitionError
 from broker.state.backfill_store import Backfill, BackfillStore, Step
 from broker.state.redis_store import RedisStore
@@ -102,15 +102,10 @@ async def readiness(
         state = await store.read_partition(contract.name, partition)
         tree = build_tree(contract, partition)
         present = set(state.successes)
-        missing = [_readable(s) for s in leaves(tree) if s not in present]
+        missing = [readable_slot(s) for s in leaves(tree) if s not in present]
         ran = state.trigger_id if state.fired >= 0 else None
         out.append(Readiness(partition, holds(tree, present), missing, ran))
     return out
-
-
-def _readable(slot: str) -> str:
-    dataset, partition = split_slot(slot)
-    return f"{dataset}[{partition}]" if partition else dataset
 
 
 class BackfillPump:

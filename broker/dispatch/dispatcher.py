@@ -24,7 +24,7 @@ from broker.contracts.model import Contract
 from broker.dispatch.backoff import delay
 from broker.dispatch.target import Receipt, Target, TriggerRequest
 from broker.errors import TargetRejected, TargetUnavailable
-from broker.matching.condition import contract_calendar, split_slot
+from broker.matching.condition import contract_calendar, readable_slot
 from broker.partitions import Granularity, partition_bounds
 from broker.settings import RetrySettings
 from broker.state.ports import TriggerRecord, TriggerStore
@@ -137,13 +137,8 @@ def template_context(contract: Contract, record: TriggerRecord) -> dict[str, Any
         "contract": contract.name,
         "trigger_id": record.id,
         "generation": record.generation,
-        "missing": [_readable(slot) for slot in record.missing],
+        "missing": [readable_slot(slot) for slot in record.missing],
     }
-
-
-def _readable(slot: str) -> str:
-    dataset, partition = split_slot(slot)
-    return f"{dataset}[{partition}]" if partition else dataset
 
 
 def inputs_by_dataset(inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

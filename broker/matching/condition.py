@@ -35,6 +35,12 @@ def split_slot(name: str) -> tuple[str, str]:
     return dataset, partition
 
 
+def readable_slot(name: str) -> str:
+    """`dataset[partition]` (or the dataset alone), as people read a slot."""
+    dataset, partition = split_slot(name)
+    return f"{dataset}[{partition}]" if partition else dataset
+
+
 def input_calendar(contract: Contract, item: Input) -> Calendar:
     granularity = item.partitioned or contract.partitioned
     return Calendar(Granularity(granularity), contract.timezone)
