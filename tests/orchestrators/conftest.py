@@ -90,7 +90,11 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
     server = servers.airflow(home, jwt_seconds=servers.AIRFLOW_JWT_SECONDS).start()
     try:
         found = Airflow(server)
-        wait_until(lambda: found.api("GET", "dags")["total_entries"] >= 5, timeout=90, every=1)
+        # every DAG of the test folder parsed, not just some: a test may start on any
+        dags = servers.HERE / "airflow_dags"
+        expected = sum(f.read_text().count("\nwith DAG(") for f in dags.glob("*.py"))
+        wait_until(lambda: found.api("GET", "dags")["total_entries"] >= expected,
+                   timeout=90, every=1)  # fmt: skip
         yield found
     finally:
         server.stop()
