@@ -29,7 +29,7 @@ from typing import Any
 
 from broker.contracts.model import Contract
 from broker.errors import BatonError
-from broker.matching.condition import build_tree, holds, leaves, readable_slot
+from broker.matching.condition import build_tree, contract_calendar, holds, leaves, readable_slot
 from broker.partitions import Calendar, Granularity, PartitionError
 from broker.state.backfill_store import Backfill, BackfillStore, Step
 from broker.state.redis_store import RedisStore
@@ -48,7 +48,7 @@ def plan(contract: Contract, start: str, end: str, order: str = "newest-first") 
     """The partitions from `start` to `end`, both included, in the order asked for."""
     if order not in ("newest-first", "oldest-first"):
         raise BackfillRejected(f"order must be newest-first or oldest-first, not {order!r}")
-    cal = Calendar(Granularity(contract.partitioned), contract.timezone)
+    cal = contract_calendar(contract)
     if contract.partitioned == Granularity.STATIC:
         known = contract.partitions or []
         if start not in known or end not in known:

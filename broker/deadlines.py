@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING
 
 from broker.contracts.model import DEADLINE, Contract
 from broker.durations import parse_duration
-from broker.matching.condition import build_tree, leaves
+from broker.matching.condition import build_tree, contract_calendar, leaves
 from broker.matching.matcher import RecordOp
-from broker.partitions import Calendar, Granularity, PartitionError
+from broker.partitions import Calendar, PartitionError
 from broker.state.deadline_store import Decision
 from broker.state.ports import RecordOutcome
 
@@ -50,12 +50,8 @@ log = logging.getLogger("baton.deadlines")
 CATCH_UP = 1000
 
 
-def calendar(contract: Contract) -> Calendar:
-    return Calendar(Granularity(contract.partitioned), contract.timezone)
-
-
 def watched(contract: Contract) -> bool:
-    return contract.deadline is not None and calendar(contract).is_time
+    return contract.deadline is not None and contract_calendar(contract).is_time
 
 
 def deadline_at(contract: Contract, partition: str) -> datetime | None:
@@ -63,7 +59,7 @@ def deadline_at(contract: Contract, partition: str) -> datetime | None:
     if not watched(contract):
         return None
     assert contract.deadline is not None
-    cal = calendar(contract)
+    cal = contract_calendar(contract)
     end = cal.parse(partition).end
     assert end is not None
     return after(contract.deadline, end, cal.zone)
@@ -130,7 +126,7 @@ class DeadlineClock:
             return
         cursors = await self.store.cursors()
         for name, contract in contracts.items():
-            cal = calendar(contract)
+            cal = contract_calendar(contract)
             current = cal.key_of(now)
             last = cursors.get(name)
             if last == current:

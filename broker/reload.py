@@ -23,6 +23,7 @@ from typing import Any
 
 from broker.errors import ConfigError
 from broker.runtime import Contracts, Runtime, load_checked
+from broker.state.util import text
 
 log = logging.getLogger("baton.reload")
 
@@ -62,7 +63,7 @@ class ContractsHolder:
 
     async def loaded_everywhere(self) -> dict[str, dict[str, str]]:
         raw: Any = await self.runtime.redis.hgetall(self._key)
-        return {_text(k): json.loads(v) for k, v in raw.items()}
+        return {text(k): json.loads(v) for k, v in raw.items()}
 
     async def reload(self, why: str) -> ReloadResult:
         """Load and check the folder; swap the set in only if all of it is good."""
@@ -130,7 +131,3 @@ class ContractsHolder:
                 await asyncio.wait_for(stop.wait(), timeout=10)
             except TimeoutError:
                 continue
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

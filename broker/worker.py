@@ -31,6 +31,7 @@ from broker.followup import Alerter, Alerts, RunTracker
 from broker.matching.matcher import RecordOp
 from broker.runtime import Contracts, Runtime
 from broker.state.ports import RecordOutcome, StreamEntry, TriggerRecord
+from broker.state.util import text
 
 log = logging.getLogger("baton.worker")
 
@@ -288,12 +289,8 @@ class Worker:
 
 def _entries(msg: RedisBatchStreamMessage) -> list[StreamEntry]:
     raw: Any = msg.raw_message
-    ids = [_text(i) for i in raw["message_ids"]]
+    ids = [text(i) for i in raw["message_ids"]]
     return [
-        (entry_id, {_text(k): _text(v) for k, v in data.items()})
+        (entry_id, {text(k): text(v) for k, v in data.items()})
         for entry_id, data in zip(ids, raw["data"], strict=True)
     ]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

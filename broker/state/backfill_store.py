@@ -8,13 +8,13 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
 
 from broker.matching.matcher import trigger_id_base
 from broker.state.keys import Keys
+from broker.state.util import script, text
 
 TRACE_KEPT = 10_000
 
@@ -66,8 +66,7 @@ class BackfillStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        source = resources.files("broker.state").joinpath("lua/backfill.lua").read_text()
-        self._step = redis.register_script(source)
+        self._step = script(redis, "backfill")
 
     def _key(self, backfill_id: str) -> str:
         return f"{self.keys.namespace}:backfill:{backfill_id}"
@@ -111,7 +110,7 @@ class BackfillStore:
         raw: Any = await self.redis.hgetall(self._key(backfill_id))
         if not raw:
             return None
-        data = {_text(k): _text(v) for k, v in raw.items()}
+        data = {text(k): text(v) for k, v in raw.items()}
         return Backfill(
             id=data["id"], contract=data["contract"], start=data["from"], end=data["to"],
             order=data["order"], max_in_flight=int(data["max_in_flight"]),
@@ -124,12 +123,12 @@ class BackfillStore:
 
     async def recent(self, limit: int = 20) -> list[Backfill]:
         ids: Any = await self.redis.zrevrange(self._index, 0, limit - 1)
-        found = [await self.get(_text(i)) for i in ids]
+        found = [await self.get(text(i)) for i in ids]
         return [b for b in found if b is not None]
 
     async def running(self) -> list[Backfill]:
         ids: Any = await self.redis.smembers(self._running)
-        found = [await self.get(_text(i)) for i in sorted(ids)]
+        found = [await self.get(text(i)) for i in sorted(ids)]
         return [b for b in found if b is not None and b.state == "running"]
 
     async def lease(self, backfill_id: str, owner: str, ms: int) -> bool:
@@ -138,14 +137,14 @@ class BackfillStore:
         if await self.redis.set(key, owner, nx=True, px=ms):
             return True
         held: Any = await self.redis.get(key)
-        if held is not None and _text(held) == owner:
+        if held is not None and text(held) == owner:
             await self.redis.pexpire(key, ms)
             return True
         return False
 
     async def in_flight(self, backfill_id: str) -> list[str]:
         members: Any = await self.redis.smembers(self._flight(backfill_id))
-        return sorted(_text(m) for m in members)
+        return sorted(text(m) for m in members)
 
     async def landed(self, backfill_id: str, trigger_ids: list[str]) -> None:
         if trigger_ids:
@@ -154,7 +153,7 @@ class BackfillStore:
     async def trace(self, backfill_id: str, now: datetime, in_flight: int) -> None:
         key = self._trace(backfill_id)
         last: Any = await self.redis.lindex(key, -1)
-        if last is not None and _text(last).rsplit("|", 1)[1] == str(in_flight):
+        if last is not None and text(last).rsplit("|", 1)[1] == str(in_flight):
             return  # only changes are kept
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.rpush(key, f"{now.isoformat()}|{in_flight}")
@@ -165,7 +164,7 @@ class BackfillStore:
         rows: Any = await self.redis.lrange(self._trace(backfill_id), 0, -1)
         out = []
         for row in rows:
-            at, count = _text(row).rsplit("|", 1)
+            at, count = text(row).rsplit("|", 1)
             out.append((at, int(count)))
         return out
 
@@ -190,8 +189,4 @@ class BackfillStore:
             b.id,
         ]  # fmt: skip
         verdict, detail = await self._step(keys=keys, args=args)
-        return _text(verdict), _text(detail)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        return text(verdict), text(detail)

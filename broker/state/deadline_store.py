@@ -11,13 +11,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
 
 from broker.matching.matcher import trigger_id_base
 from broker.state.keys import Keys
+from broker.state.util import script, text
 
 ALERTS_KEPT = 10_000
 
@@ -56,8 +56,8 @@ class DeadlineStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._decide = redis.register_script(_lua("deadline"))
-        self._recovered = redis.register_script(_lua("recovered"))
+        self._decide = script(redis, "deadline")
+        self._recovered = script(redis, "recovered")
 
     async def watch(self, items: Sequence[tuple[str, str, int]], *, update: bool = False) -> None:
         """Put (contract, partition, deadline ms) on the clock; a member already there
@@ -79,7 +79,7 @@ class DeadlineStore:
         )
         out = []
         for raw, score in rows:
-            contract, partition = split_member(_text(raw))
+            contract, partition = split_member(text(raw))
             out.append(Due(contract, partition, int(score)))
         return out
 
@@ -95,7 +95,7 @@ class DeadlineStore:
             self.keys.trigger_prefix(), due.version, int(due.now.timestamp() * 1000),
         ]  # fmt: skip
         verdict, tid = await self._decide(keys=keys, args=args)
-        return _text(verdict), _text(tid)
+        return text(verdict), text(tid)
 
     async def recovered(
         self, contract: str, partition: str, trigger_id: str, now: datetime
@@ -104,7 +104,7 @@ class DeadlineStore:
         keys = [self.keys.deadlines, self.keys.deadline_alerts, self.keys.alerts]
         args: list[str | int] = [member(contract, partition), contract, partition, trigger_id,
                                  now.isoformat(), ALERTS_KEPT]  # fmt: skip
-        return _text(await self._recovered(keys=keys, args=args)) == "recovered"
+        return text(await self._recovered(keys=keys, args=args)) == "recovered"
 
     async def alert_of(self, contract: str, partition: str) -> dict[str, Any] | None:
         raw = await self.redis.hget(self.keys.deadline_alerts, member(contract, partition))
@@ -112,7 +112,7 @@ class DeadlineStore:
 
     async def cursors(self) -> dict[str, str]:
         raw = await self.redis.hgetall(self.keys.deadline_cursor)
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {text(k): text(v) for k, v in raw.items()}
 
     async def set_cursor(self, contract: str, partition: str) -> None:
         await self.redis.hset(self.keys.deadline_cursor, contract, partition)
@@ -121,20 +121,12 @@ class DeadlineStore:
         """When the clock first watched `contract` (now, the first time it is asked)."""
         await self.redis.hsetnx(self.keys.deadline_since, contract, now.isoformat())
         raw = await self.redis.hget(self.keys.deadline_since, contract)
-        return datetime.fromisoformat(_text(raw)) if raw else now
+        return datetime.fromisoformat(text(raw)) if raw else now
 
     async def alerts(self, limit: int = 100) -> list[dict[str, str]]:
         """The newest alerts first, as queued (sent or still waiting)."""
         rows: Any = await self.redis.xrevrange(self.keys.alerts, count=limit)
         return [
-            {"id": _text(entry_id)} | {_text(k): _text(v) for k, v in fields.items() if v}
+            {"id": text(entry_id)} | {text(k): text(v) for k, v in fields.items() if v}
             for entry_id, fields in rows
         ]
-
-
-def _lua(name: str) -> str:
-    return resources.files("broker.state").joinpath(f"lua/{name}.lua").read_text()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -8,11 +8,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
 from broker.errors import BacklogFull
@@ -27,11 +25,7 @@ from broker.state.ports import (
     StreamEntry,
     TriggerRecord,
 )
-
-
-def _script(redis: Redis, name: str) -> AsyncScript:
-    source = resources.files("broker.state").joinpath(f"lua/{name}.lua").read_text()
-    return redis.register_script(source)
+from broker.state.util import script, text
 
 
 def _now() -> datetime:
@@ -56,14 +50,14 @@ class RedisStore:
         self.dedup_ttl_s = dedup_ttl_s
         self.deadlines = DeadlineStore(redis, keys)
         self.backfills = BackfillStore(redis, keys)
-        self._ingest = _script(redis, "ingest")
-        self._ack = _script(redis, "ack")
-        self._record = _script(redis, "record")
-        self._due = _script(redis, "due")
-        self._begin = _script(redis, "begin")
-        self._finish_script = _script(redis, "finish")
-        self._revive = _script(redis, "revive")
-        self._track = _script(redis, "track")
+        self._ingest = script(redis, "ingest")
+        self._ack = script(redis, "ack")
+        self._record = script(redis, "record")
+        self._due = script(redis, "due")
+        self._begin = script(redis, "begin")
+        self._finish_script = script(redis, "finish")
+        self._revive = script(redis, "revive")
+        self._track = script(redis, "track")
 
     async def ensure_groups(self) -> None:
         """Create both consumer groups at the start of their streams (not at `$`),
@@ -109,8 +103,8 @@ class RedisStore:
             reply = await self.redis.xautoclaim(
                 stream, group, consumer, min_idle_ms, start_id=start, count=count
             )
-            start, batch = _decode(reply[0]), reply[1]
-            entries += [(_decode(i), _fields(f)) for i, f in batch if f is not None]
+            start, batch = text(reply[0]), reply[1]
+            entries += [(text(i), _fields(f)) for i, f in batch if f is not None]
             if start == "0-0" or len(entries) >= count:
                 return entries
 
@@ -151,19 +145,19 @@ class RedisStore:
                     if attempt == 2:
                         raise
             # Recording again is safe: the script ignores an event id it already holds.
-            for script in (self._record, self._ack):
-                await self.redis.script_load(script.script)
+            for lua in (self._record, self._ack):
+                await self.redis.script_load(lua.script)
         return [_outcome(r) for r in replies[: len(ops)]]
 
     async def read_partition(self, contract: str, partition: str) -> PartitionState:
         raw = await self.redis.hgetall(self.keys.partition(contract, partition))
-        return _partition_state({_decode(k): _decode(v) for k, v in raw.items()})
+        return _partition_state({text(k): text(v) for k, v in raw.items()})
 
     async def partitions_of(self, contract: str, limit: int = 100) -> list[dict[str, Any]]:
         """Known partitions of a contract, newest key first, with their firing state."""
         prefix = self.keys.partition_prefix(contract)
         names = sorted(
-            [_decode(k)[len(prefix) :] async for k in self.redis.scan_iter(f"{prefix}*", 1000)],
+            [text(k)[len(prefix) :] async for k in self.redis.scan_iter(f"{prefix}*", 1000)],
             reverse=True,
         )[:limit]
         out = []
@@ -174,7 +168,7 @@ class RedisStore:
                     "partition": name,
                     "generation": int(gen or 0),
                     "fired": fired is not None and int(fired) >= int(gen or 0),
-                    "trigger_id": _decode(trigger) if trigger else None,
+                    "trigger_id": text(trigger) if trigger else None,
                 }
             )
         return out
@@ -184,14 +178,14 @@ class RedisStore:
         raw = await self.redis.hgetall(self.keys.trigger(trigger_id))
         if not raw:
             return None
-        return TriggerRecord.from_hash({_decode(k): _decode(v) for k, v in raw.items()})
+        return TriggerRecord.from_hash({text(k): text(v) for k, v in raw.items()})
 
     async def begin_attempt(self, trigger_id: str) -> TriggerRecord | None:
         """Count an attempt and return the record; None if missing or already done."""
         flat = await self._begin(keys=[self.keys.trigger(trigger_id)], args=[_now().isoformat()])
         if not flat:
             return None
-        pairs = iter(_decode(v) for v in flat)
+        pairs = iter(text(v) for v in flat)
         return TriggerRecord.from_hash(dict(zip(pairs, pairs, strict=True)))
 
     async def dispatched(
@@ -237,7 +231,7 @@ class RedisStore:
     # -- run tracking ------------------------------------------------------------------
     async def lease_tracked(self, now_ms: int, lease_ms: int, count: int = 50) -> list[str]:
         ids = await self._track(keys=[self.keys.tracking], args=[now_ms, lease_ms, count])
-        return [_decode(i) for i in ids]
+        return [text(i) for i in ids]
 
     async def run_seen(
         self, trigger_id: str, run_state: str, detail: str, next_ms: int | None
@@ -264,7 +258,7 @@ class RedisStore:
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The dead-letter stream, newest first."""
         raw: Any = await self.redis.xrevrange(self.keys.dead_letters, count=limit)
-        return [DeadLetter.from_entry(_decode(i), _fields(f)) for i, f in raw if f is not None]
+        return [DeadLetter.from_entry(text(i), _fields(f)) for i, f in raw if f is not None]
 
     async def revive(self, trigger_id: str, entries: Sequence[str]) -> bool:
         """Put a dead-lettered trigger back on the triggers stream and drop its
@@ -281,7 +275,7 @@ class RedisStore:
         """New entries for this consumer, without blocking (for the background loops)."""
         reply: Any = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=count)
         return [
-            (_decode(i), _fields(f)) for _, batch in reply or [] for i, f in batch if f is not None
+            (text(i), _fields(f)) for _, batch in reply or [] for i, f in batch if f is not None
         ]
 
     async def ack(self, stream: str, group: str, *entry_ids: str) -> None:
@@ -301,7 +295,7 @@ class RedisStore:
         low = f"({after}" if after else f"{start_ms}-0"
         rows: Any = await self.redis.xrange(self.keys.events, low, f"{end_ms}-18446744073709551615",
                                             count=count)  # fmt: skip
-        return [(_decode(i), {_decode(k): _decode(v) for k, v in f.items()}) for i, f in rows]
+        return [(text(i), {text(k): text(v) for k, v in f.items()}) for i, f in rows]
 
     async def trim_events(self, keep_after_ms: int) -> int:
         """Drop events that landed before `keep_after_ms`, never one the matchers have not
@@ -309,16 +303,16 @@ class RedisStore:
         groups: Any = await self.redis.xinfo_groups(self.keys.events)
         cut = f"{keep_after_ms}-0"
         for group in groups:
-            name = _decode(group["name"])
+            name = text(group["name"])
             if name == self.keys.matchers_group:
-                delivered = _decode(group["last-delivered-id"])
+                delivered = text(group["last-delivered-id"])
                 if _stream_id_key(delivered) < _stream_id_key(cut):
                     cut = delivered
         return int(await self.redis.xtrim(self.keys.events, minid=cut, approximate=False))
 
     async def recent_triggers(self, limit: int = 50) -> list[TriggerRecord]:
         ids = await self.redis.zrevrange(self.keys.recent, 0, limit - 1)
-        records = [await self.get_trigger(_decode(i)) for i in ids if isinstance(i, bytes | str)]
+        records = [await self.get_trigger(text(i)) for i in ids if isinstance(i, bytes | str)]
         return [r for r in records if r is not None]
 
 
@@ -344,10 +338,10 @@ def _record_args(op: RecordOp, version: str, now: datetime, keys: Keys) -> list[
 
 
 def _outcome(reply: list[Any]) -> RecordOutcome:
-    extra = [_decode(v) for v in reply[3:6]] if len(reply) > 3 else [None, None, None]
+    extra = [text(v) for v in reply[3:6]] if len(reply) > 3 else [None, None, None]
     return RecordOutcome(
-        outcome=_decode(reply[0]),
-        trigger_id=_decode(reply[1]) or None,
+        outcome=text(reply[0]),
+        trigger_id=text(reply[1]) or None,
         generation=int(reply[2]),
         delivered_entry=extra[0],
         delivered_trigger=extra[1],
@@ -374,9 +368,5 @@ def _stream_id_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def _decode(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _fields(raw: dict[bytes, bytes]) -> dict[str, str]:
-    return {_decode(k): _decode(v) for k, v in raw.items()}
+    return {text(k): text(v) for k, v in raw.items()}
