@@ -45,6 +45,16 @@ def build_alerts(settings: Settings) -> AlertSender | None:
     return AlertSender(settings.alerts, aiohttp.ClientSession()) if settings.alerts else None
 
 
+def build_owner_alerts(settings: Settings) -> dict[str, AlertSender]:
+    """Each owner's own alert sinks, for the owners that have some; call inside the
+    running event loop."""
+    return {
+        owner: AlertSender(config.alerts, aiohttp.ClientSession())
+        for owner, config in settings.owners.items()
+        if config.alerts
+    }
+
+
 def build_targets(settings: Settings) -> dict[str, Target]:
     """One Target per configured target; call inside the running event loop."""
     webhooks = any(isinstance(c, WebhookConfig) for c in settings.targets.values())

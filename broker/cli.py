@@ -110,7 +110,12 @@ def check(ctx: click.Context, folder: Path | None, online: bool, as_json: bool) 
 
     settings = _settings(ctx)
     kinds = {name: target.kind for name, target in settings.targets.items()}
-    contract_set, errors = check_contracts(folder or settings.contracts, kinds)
+    contract_set, errors = check_contracts(
+        folder or settings.contracts,
+        kinds,
+        require_owner=settings.check.require_owner,
+        owners=settings.owners.keys(),
+    )
     notes: list[str] = []
     if online and not errors:
         errors, notes = _run(lambda: _check_online(settings, contract_set))

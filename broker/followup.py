@@ -13,6 +13,12 @@ recoveries, see `broker.deadlines`) have their own consumer group: each entry is
 by one worker, sent to the alert sinks, and acked once sent; an entry whose sending
 failed stays pending and is taken over again after `claim_idle`. So each dead letter
 or missed deadline gives one alert, not one per worker.
+
+**Owners.** An alert about a contract goes to its owner's sinks when the config has
+some for that owner (`owners: {<owner>: {alerts: [...]}}`), else to the global ones.
+The owner is read from the contract set loaded at the time of sending, so a reload that
+changes it moves the contract's alerts too; an owner's failing sink is retried like a
+global one, and each entry is sent on its own, so it holds back no other alert.
 """
 
 from __future__ import annotations
@@ -131,12 +137,14 @@ class Alerter:
         consumer: str,
         claim_idle: timedelta,
         contracts: Callable[[], Mapping[str, Contract]] = dict,
+        owners: Mapping[str, Alerts] | None = None,
     ) -> None:
         self.store = store
         self.alerts = alerts
         self.consumer = consumer
         self.claim_idle_ms = int(claim_idle.total_seconds() * 1000)
         self.contracts = contracts
+        self.owners = dict(owners or {})
 
     async def round(self, reclaim: bool = True) -> int:
         """Send an alert for each new entry, and with `reclaim` for each another worker
@@ -154,17 +162,29 @@ class Alerter:
             entries += await self.store.read_new(stream, group, self.consumer, 50)
             for entry_id, fields in entries:
                 alert_id, text, facts = await compose(entry_id, fields)
-                if await self._send(alert_id, text, facts):
+                sink, text = self._route(text, facts)
+                if await self._send(sink, alert_id, text, facts):
                     await self.store.ack(stream, group, entry_id)
                     sent += 1
         return sent
 
-    async def _send(self, alert_id: str, text: str, facts: dict[str, Any]) -> bool:
-        if self.alerts is None:
+    def _route(self, text: str, facts: dict[str, Any]) -> tuple[Alerts | None, str]:
+        """The sinks for this alert, and its text naming the owner (added to `facts`)."""
+        contract = self.contracts().get(str(facts.get("contract") or ""))
+        owner = contract.owner if contract is not None else None
+        if not owner:
+            return self.alerts, text
+        facts["owner"] = owner
+        return self.owners.get(owner, self.alerts), f"{text} Owner: {owner}."
+
+    async def _send(
+        self, sink: Alerts | None, alert_id: str, text: str, facts: dict[str, Any]
+    ) -> bool:
+        if sink is None:
             log.error("%s (no alert sink configured)", text)
             return True
         try:
-            await self.alerts.send(alert_id, text, facts)
+            await sink.send(alert_id, text, facts)
         except Exception:  # left pending: sent again after claim_idle
             log.exception("alert %s not sent; will try again", alert_id)
             return False

@@ -46,7 +46,12 @@ class Contracts:
 def load_checked(settings: Settings) -> Contracts:
     """Load and check the contracts folder; any error refuses the whole set."""
     kinds = {name: target.kind for name, target in settings.targets.items()}
-    contract_set, errors = check_contracts(settings.contracts, kinds)
+    contract_set, errors = check_contracts(
+        settings.contracts,
+        kinds,
+        require_owner=settings.check.require_owner,
+        owners=settings.owners.keys(),
+    )
     if errors:
         raise ConfigError("contracts rejected:\n" + "\n".join(str(e) for e in errors))
     return Contracts(contract_set)

@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from adapters.registry import build_alerts, build_targets
+from adapters.registry import build_alerts, build_owner_alerts, build_targets
 from broker.api.app import create_app
 from broker.errors import ConfigError
 from broker.reload import ContractsHolder, ReloadResult
@@ -90,10 +90,11 @@ async def serve(
     parts: list[Coroutine[Any, Any, None]] = []
     targets = build_targets(settings) if worker else {}
     alerts = build_alerts(settings) if worker else None
+    owner_alerts = build_owner_alerts(settings) if worker else {}
     parts.append(holder.watch(stop))
     if worker:
         match, dispatch = role in ("all", "match"), role in ("all", "dispatch")
-        the_worker = Worker(runtime, contracts, targets, alerts)
+        the_worker = Worker(runtime, contracts, targets, alerts, owner_alerts)
         holder.on_swap(lambda fresh: setattr(the_worker, "contracts", fresh))
         parts.append(the_worker.run(stop, match, dispatch))
     siblings: list[subprocess.Popen[bytes]] = []
@@ -109,8 +110,9 @@ async def serve(
         _stop_siblings(siblings)
         for target in targets.values():
             await target.aclose()
-        if alerts is not None:
-            await alerts.aclose()
+        for sender in [alerts, *owner_alerts.values()]:
+            if sender is not None:
+                await sender.aclose()
         await runtime.close()
 
 

@@ -148,6 +148,20 @@ class AlertSink(_Strict):
     secret: SecretStr | None = None
 
 
+class CheckSettings(_Strict):
+    """Rules a team adds on top of the contract format, for `baton check` and every load
+    (a live reload included, so a set that breaks them is refused as a whole)."""
+
+    require_owner: bool = False
+
+
+class OwnerSettings(_Strict):
+    """What Baton knows of a team that owns contracts: where its alerts go."""
+
+    # Empty: the owner is known (for `check.require_owner`) but alerts go to `alerts`.
+    alerts: list[AlertSink] = []
+
+
 class WorkerSettings(_Strict):
     # How long an entry may sit un-acked with a consumer before another worker takes
     # it over: long enough for a slow target call, short enough to recover quickly.
@@ -180,6 +194,9 @@ class Settings(BaseSettings):
     producers: list[ProducerSettings] = []
     openlineage: OpenLineageSettings = OpenLineageSettings()
     alerts: list[AlertSink] = []
+    # Per-owner sinks: alerts about a contract go to its owner's, else to `alerts`.
+    owners: dict[str, OwnerSettings] = {}
+    check: CheckSettings = CheckSettings()
     retry: RetrySettings = RetrySettings()
     auth: Literal["on", "off"] = "on"
     # The events stream's backlog limit: past it, ingestion answers 429.

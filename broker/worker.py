@@ -47,6 +47,7 @@ class Worker:
         contracts: Contracts,
         targets: Mapping[str, Target],
         alerts: Alerts | None = None,
+        owner_alerts: Mapping[str, Alerts] | None = None,
     ) -> None:
         self.runtime = runtime
         self.store = runtime.store
@@ -74,6 +75,7 @@ class Worker:
         self.alerter = Alerter(
             self.store, alerts, self.name, settings.claim_idle,
             lambda: self.contracts.by_name(),  # noqa: PLW0108
+            owner_alerts,
         )  # fmt: skip
         self._next_trim = 0.0
         self.pump = BackfillPump(

@@ -2,12 +2,14 @@
 
 Beyond the model: duplicate names, unknown targets, trigger fields that do not fit the
 target's kind, templates that do not compile, bad `where` expressions, input mappings
-that can never be satisfied, and cycles through `produces`.
+that can never be satisfied, and cycles through `produces`. With `require_owner` (the
+config's `check.require_owner`), a contract without `owner`, or with an owner the config
+does not list under `owners` (when it lists any), is an error too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -21,11 +23,18 @@ from broker.templates import TemplateError, compile_template
 
 
 def check_contracts(
-    folder: Path, targets: Mapping[str, str]
+    folder: Path,
+    targets: Mapping[str, str],
+    *,
+    require_owner: bool = False,
+    owners: Collection[str] = (),
 ) -> tuple[ContractSet, list[ContractError]]:
-    """Load and check `folder`; `targets` maps each configured target name to its kind."""
+    """Load and check `folder`; `targets` maps each configured target name to its kind,
+    `owners` names the configured owners."""
     contract_set, errors = load_contracts(folder)
     errors += check_set(contract_set, targets)
+    if require_owner:
+        errors += [e for c in contract_set.contracts for e in _owner(c, owners)]
     errors.sort(key=lambda e: (e.location.file, e.location.line, e.message))
     return contract_set, errors
 
@@ -48,6 +57,17 @@ def _duplicates(contract_set: ContractSet) -> Iterator[ContractError]:
             yield ContractError(loaded.at("name"), msg)
         else:
             first[name] = loaded
+
+
+def _owner(loaded: LoadedContract, owners: Collection[str]) -> Iterator[ContractError]:
+    """Without an `owner` key its error points at the contract's `name:` line."""
+    owner = loaded.contract.owner
+    if not owner:
+        msg = "owner: required by this Baton's config (check.require_owner)"
+        yield ContractError(loaded.at("owner"), msg)
+    elif owners and owner not in owners:
+        msg = f"owner: unknown owner {owner!r} (known: {', '.join(sorted(owners))})"
+        yield ContractError(loaded.at("owner"), msg)
 
 
 def _trigger(loaded: LoadedContract, targets: Mapping[str, str]) -> list[ContractError]:
