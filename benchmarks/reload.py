@@ -1,20 +1,33 @@
-"""How long a contracts reload takes: load, check and index N contract files.
+"""How long a contracts reload takes: load, check and index N contract files, then
+apply the change to the live state in a real Redis.
 
     python -m benchmarks.reload        (1,000 and 10,000 files)
 
-This is the work a reload does before the swap (the swap itself is one assignment);
-events keep flowing through the old set meanwhile, since loading runs in a thread.
+Loading is the work before the swap (the swap itself is one assignment); events keep
+flowing through the old set meanwhile, since loading runs in a thread. Applying runs
+after the swap: the first time every contract is new; then 1% of them get a relaxed
+condition (all_of -> any_of) with 10 waiting partitions each, which are evaluated again
+and fire, while the other 99% carry 10 partitions of state each that must be left alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from redis.asyncio import Redis
+
 from benchmarks.report import Row, print_table
-from broker.runtime import load_checked
+from broker.changes import ChangeApplier
+from broker.embedded_redis import RedisProcess, free_port
+from broker.events import Event
+from broker.runtime import Contracts, load_checked
 from broker.settings import Settings
+from broker.state.keys import Keys
+from broker.state.redis_store import RedisStore
 
 CONTRACT = """name: report_{i}
 partitioned: daily
@@ -28,29 +41,74 @@ trigger: {{target: hook, body: {{day: "{{{{ partition }}}}"}}}}
 """
 
 
-def time_reload(n: int, tmp: Path) -> float:
-    folder = tmp / f"contracts-{n}"
-    folder.mkdir()
+def write(folder: Path, n: int, relaxed: int = 0) -> Settings:
+    folder.mkdir(exist_ok=True)
     for i in range(n):
-        (folder / f"report_{i}.yaml").write_text(CONTRACT.format(i=i, j=i % 100))
-    settings = Settings.model_validate(
+        text = CONTRACT.format(i=i, j=i % 100)
+        if i < relaxed:
+            text = text.replace("all_of", "any_of")
+        (folder / f"report_{i}.yaml").write_text(text)
+    return Settings.model_validate(
         {"contracts": str(folder), "targets": {"hook": {"kind": "webhook",
                                                         "url": "http://127.0.0.1:9"}}}
     )  # fmt: skip
+
+
+def time_reload(n: int, tmp: Path) -> tuple[float, Contracts]:
+    settings = write(tmp / f"contracts-{n}", n)
     start = time.perf_counter()
     loaded = load_checked(settings)
     took = time.perf_counter() - start
     assert len(loaded.by_name()) == n
-    return took
+    return took, loaded
+
+
+async def time_apply(n: int, tmp: Path, first: Contracts, url: str) -> tuple[float, float, int]:
+    """(first apply s, apply of a 1% change s, partitions fired by it)."""
+    redis = Redis.from_url(url)
+    await redis.flushall()
+    store = RedisStore(redis, Keys("bench"), max_backlog=10**9, dedup_ttl_s=60)
+    applier = ChangeApplier(store, timedelta(days=30))
+    start = time.perf_counter()
+    await applier.apply(first.by_name(), first.matcher, first.version)
+    initial = time.perf_counter() - start
+    received = datetime(2026, 10, 20, tzinfo=UTC)
+    for day in range(1, 11):  # one input of three for 10 days of every contract: waiting
+        ops = []
+        for i in range(n):
+            event = Event(dataset=f"warehouse.orders_{i}", partition=f"2026-10-{day:02d}",
+                          event_id=f"{i}/{day}", occurred_at=received)  # fmt: skip
+            ops += first.matcher.plan(event, received, f"{day}-{i}").ops
+        for at in range(0, len(ops), 1000):
+            await store.record(ops[at : at + 1000], first.version)
+    changed = load_checked(write(tmp / f"contracts-{n}", n, relaxed=n // 100))
+    start = time.perf_counter()
+    done = await applier.apply(changed.by_name(), changed.matcher, changed.version)
+    took = time.perf_counter() - start
+    assert done is not None and len(done.changes) == n // 100
+    await redis.aclose()
+    return initial, took, len(done.fired)
 
 
 def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp:
-        for n in (1_000, 10_000):
-            took = time_reload(n, Path(tmp))
-            rows.append(Row(f"reload {n:,} contract files (load, check, index)", took * 1000, "ms"))
-            rows.append(Row(f"  per file, {n:,} files", took / n * 1e6, "us"))
+        server = RedisProcess(data_dir=Path(tmp) / "redis", port=free_port()).start()
+        try:
+            for n in (1_000, 10_000):
+                took, loaded = time_reload(n, Path(tmp))
+                first, change, fired = asyncio.run(time_apply(n, Path(tmp), loaded, server.url))
+                rows.append(
+                    Row(f"reload {n:,} contract files (load, check, index)", took * 1000, "ms")
+                )
+                rows.append(Row(f"  per file, {n:,} files", took / n * 1e6, "us"))
+                rows.append(
+                    Row(f"  first apply to live state, {n:,} new contracts", first * 1000, "ms")
+                )
+                what = f"  apply 1% relaxed: {fired:,} of {10 * n:,} waiting partitions fire"
+                rows.append(Row(what, change * 1000, "ms"))
+        finally:
+            server.stop()
     print_table(rows)
 
 

@@ -162,6 +162,22 @@ def schema() -> None:
     click.echo(json.dumps(contract_json_schema(), indent=2))
 
 
+@main.command()
+@click.argument("folders", nargs=-1, type=click.Path())
+@click.option("--against", metavar="GIT_REF", help="compare DIR with itself at this Git ref")
+@click.option("--offline", is_flag=True, help="compare definitions only; read no live state")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def diff(ctx: click.Context, folders: tuple[str, ...], against: str | None, offline: bool,
+         as_json: bool) -> None:  # fmt: skip
+    """What changes from OLD_DIR to NEW_DIR (or `--against GIT_REF [DIR]`), per contract,
+    and what that does to the live state: partitions that would fire, alert or stop."""
+    from broker.diff_cli import diff_command  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    click.echo(_run(lambda: diff_command(settings, folders, against, as_json, offline)))
+
+
 def _meta(values: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in values:

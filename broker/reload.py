@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,10 +45,15 @@ class ContractsHolder:
         self.error: str | None = None
         self.loaded_at = datetime.now(UTC)
         self._listeners: list[Callable[[Contracts], None]] = []
+        self._after: list[Callable[[Contracts], Awaitable[None]]] = []
         self._lock = asyncio.Lock()
 
     def on_swap(self, listener: Callable[[Contracts], None]) -> None:
         self._listeners.append(listener)
+
+    def after_swap(self, hook: Callable[[Contracts], Awaitable[None]]) -> None:
+        """`hook` runs after each swap, once the new set is live (it must not raise)."""
+        self._after.append(hook)
 
     @property
     def _key(self) -> str:
@@ -84,6 +89,8 @@ class ContractsHolder:
             await self.publish()
             log.info("contracts reloaded (%s): version %s -> %s, %d contracts",
                      why, old, fresh.version, len(fresh.by_name()))  # fmt: skip
+            for hook in self._after:
+                await hook(fresh)
             return ReloadResult(fresh.version, True)
 
     async def check_lag(self) -> str | None:

@@ -19,6 +19,7 @@ import uvicorn
 
 from adapters.registry import build_alerts, build_owner_alerts, build_targets
 from broker.api.app import create_app
+from broker.changes import ChangeApplier, apply_changes
 from broker.errors import ConfigError
 from broker.reload import ContractsHolder, ReloadResult
 from broker.runtime import Runtime, load_checked
@@ -96,6 +97,10 @@ async def serve(
         match, dispatch = role in ("all", "match"), role in ("all", "dispatch")
         the_worker = Worker(runtime, contracts, targets, alerts, owner_alerts)
         holder.on_swap(lambda fresh: setattr(the_worker, "contracts", fresh))
+        # What changed while no worker ran is applied now; later changes at each swap.
+        applier = ChangeApplier(runtime.store, settings.contracts_retention)
+        holder.after_swap(lambda fresh: apply_changes(applier, fresh))
+        await apply_changes(applier, contracts)
         parts.append(the_worker.run(stop, match, dispatch))
     siblings: list[subprocess.Popen[bytes]] = []
     if api:

@@ -205,6 +205,8 @@ class Settings(BaseSettings):
     dedup_ttl: Duration = timedelta(days=7)
     # How long matched events stay in the events stream, for `baton replay`.
     events_retention: Duration = timedelta(days=7)
+    # How long a removed contract's partition state is kept (adding it back resumes it).
+    contracts_retention: Duration = timedelta(days=30)
 
     @classmethod
     def settings_customise_sources(

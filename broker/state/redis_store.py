@@ -119,11 +119,13 @@ class RedisStore:
         ack: Sequence[str] = (),
         deliver_to: str = "",
         record_only: bool = False,
+        reevaluate: bool = False,
     ) -> list[RecordOutcome]:
         """Run the record script for each op, pipelined (each op atomic on its own), then
         ack the `ack` event entries in the same round trip, after the records ran.
         With `deliver_to`, each firing also reads a trigger entry for that consumer.
-        `record_only` (replay) records inputs and never fires or restates."""
+        `record_only` (replay) records inputs and never fires or restates; `reevaluate`
+        (a changed contract) evaluates waiting partitions again and never restates."""
         now = _now()
         record_keys = [self.keys.triggers, self.keys.recent]
         ack_keys = [self.keys.events, self.keys.backlog]
@@ -134,7 +136,8 @@ class RedisStore:
                 for op in ops:
                     keys = [self.keys.partition(op.contract, op.partition), *record_keys]
                     args = [*_record_args(op, version, now, self.keys), deliver_to,
-                            op.landed_ms, op.within_ms, "1" if record_only else ""]  # fmt: skip
+                            op.landed_ms, op.within_ms, "1" if record_only else "",
+                            "1" if reevaluate else ""]  # fmt: skip
                     pipe.evalsha(self._record.sha, len(keys), *keys, *args)
                 if ack:
                     pipe.evalsha(self._ack.sha, 2, *ack_keys, self.keys.matchers_group, *ack)

@@ -25,6 +25,9 @@
 --       16 dispatcher group, 17 consumer to deliver to ('' = none),
 --       18 when the event landed (ms), 19 the contract's `within` window (ms, 0 = none),
 --       20 '1' to record only (replay): no restatement, no evaluation, nothing fires
+--       21 '1' to re-evaluate (the contract changed): an event already held, or older
+--          than the one held, is not an answer but a reason to evaluate the partition
+--          again under the new condition; a partition that fired is never restated
 -- With a `within` window, an input counts only if it landed no more than the window
 -- before the event being recorded (each slot keeps its landing time under r:<slot>).
 -- Returns {outcome, trigger_id, generation, delivered entry id, delivered trigger id, inputs}
@@ -34,16 +37,21 @@ if ARGV[6] == 'failed' then
   redis.call('HSET', h, 'f:' .. slot, ARGV[3])
   return {'failed', '', -1}
 end
+local reeval = ARGV[21] == '1'
 local cur_id = redis.call('HGET', h, 'e:' .. slot)
+local held = false  -- re-evaluating with this slot's input as it stands
 if cur_id == ARGV[4] then
-  return {'duplicate', '', -1}
+  if not reeval then return {'duplicate', '', -1} end
+  held = true
 end
 local cur_order = redis.call('HGET', h, 'o:' .. slot)
-if cur_order and ARGV[5] <= cur_order then
-  return {'stale', '', -1}
+if not held and cur_order and ARGV[5] <= cur_order then
+  if not reeval then return {'stale', '', -1} end
+  held = true
 end
 
 local function record()
+  if held then return end
   redis.call('HSET', h, 's:' .. slot, ARGV[3], 'o:' .. slot, ARGV[5], 'e:' .. slot, ARGV[4],
     'r:' .. slot, ARGV[18] or '0')
   if mode == 'u' then redis.call('HDEL', h, 'c:' .. slot) end
@@ -53,8 +61,10 @@ local gen = tonumber(redis.call('HGET', h, 'gen') or '0')
 local fired = tonumber(redis.call('HGET', h, 'fired') or '-1')
 if redis.call('HGET', h, 'fired_by') == ARGV[4] then
   -- Not a restatement, and (unpartitioned) consumed by that firing: one event, one trigger.
-  redis.call('HSET', h, 's:' .. slot, ARGV[3], 'o:' .. slot, ARGV[5], 'e:' .. slot, ARGV[4],
-    'r:' .. slot, ARGV[18] or '0')
+  if not held then
+    redis.call('HSET', h, 's:' .. slot, ARGV[3], 'o:' .. slot, ARGV[5], 'e:' .. slot, ARGV[4],
+      'r:' .. slot, ARGV[18] or '0')
+  end
   return {'recorded', '', gen}
 end
 if ARGV[20] == '1' then
@@ -63,7 +73,7 @@ if ARGV[20] == '1' then
 end
 if mode == 'p' and fired >= gen then
   record()
-  if not cur_id then return {'recorded', '', gen} end
+  if reeval or not cur_id then return {'recorded', '', gen} end
   if ARGV[7] == 'ignore' then return {'ignored', '', gen} end
   gen = gen + 1
   redis.call('HSET', h, 'gen', gen)
