@@ -213,6 +213,15 @@ class LiveState:
         raw: Any = await self.redis.hgetall(self.removed_key)
         return {text(k): json.loads(v) for k, v in raw.items()}
 
+    async def removed_note(self, name: str) -> str | None:
+        """Why `name` is not loaded, when it was removed and its state is still kept."""
+        raw = await self.redis.hget(self.removed_key, name)
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        when, until = record["removed_at"][:19], record["kept_until"][:19]
+        return f"{name} was removed at {when} ({record['version']}); state kept until {until}"
+
     async def clock(self, name: str) -> dict[str, int]:
         """Partitions of `name` on the deadline clock -> their deadline (ms)."""
         out = {}

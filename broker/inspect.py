@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 from broker import dlq
 from broker.api.contracts import explain_from_store
+from broker.changes import LiveState
 from broker.errors import ConfigError
 from broker.explain import Explanation, InputStatus, render_text
 from broker.runtime import Runtime, load_checked
@@ -17,10 +18,11 @@ async def explain_command(
     settings: Settings, name: str, partition: str | None, as_json: bool
 ) -> str:
     contract = load_checked(settings).by_name().get(name)
-    if contract is None:
-        raise ConfigError(f"no contract named {name!r} in {settings.contracts}")
     runtime = await Runtime.open(settings)
     try:
+        if contract is None:
+            note = await LiveState(runtime.store).removed_note(name)
+            raise ConfigError(note or f"no contract named {name!r} in {settings.contracts}")
         if partition is None and contract.partitioned != "none":
             known = await runtime.store.partitions_of(name)
             return _partition_list(name, known, as_json)

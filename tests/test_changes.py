@@ -119,6 +119,11 @@ def test_a_removed_contract_keeps_its_state_and_resumes_when_added_back(
     assert 2 * 86400 - 60 < db.ttl(key) <= 2 * 86400
     removed = json.loads(db.hget("baton:contracts:removed", "revenue_report") or "{}")
     assert removed["kept_until"] > removed["removed_at"]
+    gone = httpx.get(cluster.api + "/v1/contracts/revenue_report", timeout=5)
+    assert gone.status_code == 404 and "revenue_report was removed at" in gone.json()["detail"]
+    assert "revenue_report" in httpx.get(cluster.api + "/v1/contracts").json()["removed"]
+    explained = cluster.cli("explain", "revenue_report", check=False)
+    assert explained.returncode == 1 and "state kept until" in explained.stderr
     post(cluster, "feeds.fx", "2026-10-07")  # nothing listens to it now
     post(cluster, "feeds.other", "2026-10-07")
     wait_until(lambda: "baton:other_report:2026-10-07:0" in fired(sink))

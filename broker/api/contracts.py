@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from broker.api.problems import problem
+from broker.changes import LiveState
 from broker.contracts.model import Contract
 from broker.explain import explain
 
@@ -39,7 +40,13 @@ async def list_contracts(request: Request) -> dict[str, Any]:
         "loaded_at": holder.loaded_at.isoformat() if holder else None,
         "processes": await holder.loaded_everywhere() if holder else {},
         "contracts": [summary(c) for c in contracts.by_name().values()],
+        "removed": await LiveState(request.app.state.runtime.store).removed(),
     }
+
+
+async def _unknown(request: Request, name: str) -> Response:
+    note = await LiveState(request.app.state.runtime.store).removed_note(name)
+    return problem(404, "Unknown contract", note or f"no contract named {name!r} is loaded")
 
 
 _PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
@@ -72,7 +79,7 @@ async def reload_contracts(request: Request) -> Response:
 async def get_contract(name: str, request: Request) -> Response:
     contract = request.app.state.contracts.by_name().get(name)
     if contract is None:
-        return problem(404, "Unknown contract", f"no contract named {name!r} is loaded")
+        return await _unknown(request, name)
     store = request.app.state.runtime.store
     partitions = await store.partitions_of(name)
     body = {
@@ -93,7 +100,7 @@ async def get_contract(name: str, request: Request) -> Response:
 async def explain_partition(name: str, partition: str, request: Request) -> Response:
     contract = request.app.state.contracts.by_name().get(name)
     if contract is None:
-        return problem(404, "Unknown contract", f"no contract named {name!r} is loaded")
+        return await _unknown(request, name)
     key = "" if partition == "_" else partition
     try:
         report = await explain_from_store(request.app.state.runtime.store, contract, key)
