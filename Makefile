@@ -49,5 +49,11 @@ bench-deadlines: setup
 bench-reload: setup
 	$(BIN)/python -m benchmarks.reload
 
+# docs/contract.schema.json is `baton schema`, committed for editors; tests/test_docs.py
+# fails when it is out of date.
+.PHONY: schema
+schema: setup
+	$(BIN)/baton schema > docs/contract.schema.json
+
 clean:
 	rm -rf $(VENV) $(TOOLS) .baton .pytest_cache .mypy_cache .ruff_cache

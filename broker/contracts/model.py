@@ -242,5 +242,13 @@ def contract_json_schema() -> dict[str, Any]:
         "a dataset name, {dataset, partitioned, offset, where},"
         " or {all_of: [...]} / {any_of: [...]}"
     )
+    # A bare string is a dataset name (`_as_input`), which the model's own schema omits.
+    defs["Input"] = {
+        "anyOf": [
+            {"type": "string", "minLength": 1, "maxLength": 256, "title": "Dataset name"},
+            defs["Input"],
+        ]
+    }
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Baton contract"
     return schema
