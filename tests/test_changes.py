@@ -226,40 +226,49 @@ def test_diff_against_a_git_ref_reports_the_effects_on_live_state(cluster: Clust
 
 # -- the preview says what applying does ---------------------------------------------------
 HOUR_INPUT = {"dataset": "feeds.h", "partitioned": "hourly"}
+AB = {"all_of": ["a", "b"]}
+# name: (old when, new when, old grain, new grain, old within, new within)
 SCENARIOS = {
-    "relaxed": ({"all_of": ["a", "b"]}, {"any_of": ["a", "b"]}, "daily", "daily"),
-    "an input dropped": ({"all_of": ["a", "b"]}, "a", "daily", "daily"),
-    "unpartitioned relaxed": ({"all_of": ["a", "b"]}, {"any_of": ["a", "b"]}, "none", "none"),
-    "daily to hourly": (HOUR_INPUT, "feeds.h", "daily", "hourly"),
-    "tightened": ("a", {"all_of": ["a", "b"]}, "daily", "daily"),
+    "relaxed": (AB, {"any_of": ["a", "b"]}, "daily", "daily", None, None),
+    "an input dropped": (AB, "a", "daily", "daily", None, None),
+    "unpartitioned relaxed": (AB, {"any_of": ["a", "b"]}, "none", "none", None, None),
+    "daily to hourly": (HOUR_INPUT, "feeds.h", "daily", "hourly", None, None),
+    "tightened": ("a", AB, "daily", "daily", None, None),
+    "within widened": (AB, AB, "daily", "daily", "1h", "6h"),
+    "within dropped": (AB, AB, "daily", "daily", "1h", None),
+    "within still too short": (AB, AB, "daily", "daily", "1h", "2h"),
 }
-SEEDED = [("a", "2026-10-01"), ("b", "2026-10-02"), ("a", "2026-10-03"), ("b", "2026-10-03"),
-          ("feeds.h", "2026-10-01T03"), ("feeds.h", "2026-10-01T04")]  # fmt: skip
+# (dataset, partition, hours after the first landed)
+SEEDED = [("a", "2026-10-01", 0), ("b", "2026-10-02", 0), ("a", "2026-10-03", 0),
+          ("b", "2026-10-03", 0), ("feeds.h", "2026-10-01T03", 0),
+          ("feeds.h", "2026-10-01T04", 0), ("a", "2026-10-06", 0),
+          ("b", "2026-10-06", 5)]  # fmt: skip
 
 
-def _contract(when: Any, partitioned: str) -> Contract:
+def _contract(when: Any, partitioned: str, within: str | None) -> Contract:
     return Contract.model_validate({"name": "r", "partitioned": partitioned, "when": when,
-                                    "trigger": {"target": "hook"}})  # fmt: skip
+                                    "within": within, "trigger": {"target": "hook"}})  # fmt: skip
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 async def test_applying_a_change_fires_what_the_preview_said(scenario: str, redis_url: str) -> None:
-    before, after, old_grain, new_grain = SCENARIOS[scenario]
-    old, new = _contract(before, old_grain), _contract(after, new_grain)
+    before, after, old_grain, new_grain, old_within, new_within = SCENARIOS[scenario]
+    old = _contract(before, old_grain, old_within)
+    new = _contract(after, new_grain, new_within)
     client = Redis.from_url(redis_url)
     await client.flushall()
     store = RedisStore(client, Keys("chg"), max_backlog=10**9, dedup_ttl_s=60)
     applier = ChangeApplier(store, timedelta(days=1))
     await applier.apply({"r": old}, Matcher([old]), "v1")
     matcher = Matcher([old])
-    received = datetime(2026, 10, 5, tzinfo=UTC)
+    first = datetime(2026, 10, 7, tzinfo=UTC)
     # Unpartitioned: a+b fire, then a alone waits for a new b.
     seeded = SEEDED[:3] if old_grain == "none" else SEEDED
-    for n, (dataset, day) in enumerate(seeded, 1):
+    for n, (dataset, day, hours) in enumerate(seeded, 1):
         partition = None if old_grain == "none" else day
-        item = Event(dataset=dataset, partition=partition, event_id=f"e{n}",
-                     occurred_at=received)  # fmt: skip
-        await store.record(matcher.plan(item, received, f"{n}-0").ops, "v1")
+        landed = first + timedelta(hours=hours)
+        item = Event(dataset=dataset, partition=partition, event_id=f"e{n}", occurred_at=landed)
+        await store.record(matcher.plan(item, landed, f"{n}-0").ops, "v1")
     fired_before = {text(t) for t in await client.zrange(store.keys.recent, 0, -1)}
 
     [change] = await preview(applier.state, {"r": old}, {"r": new}, timedelta(days=1))
@@ -279,5 +288,8 @@ async def test_applying_a_change_fires_what_the_preview_said(scenario: str, redi
         "unpartitioned relaxed": {""},
         "daily to hourly": {"2026-10-01T03", "2026-10-01T04"},
         "tightened": set(),
+        "within widened": {"2026-10-06"},
+        "within dropped": {"2026-10-06"},
+        "within still too short": set(),
     }
     assert said == expected[scenario]

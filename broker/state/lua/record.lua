@@ -83,6 +83,21 @@ end
 
 local within = tonumber(ARGV[19] or '0') or 0
 local oldest = (tonumber(ARGV[18] or '0') or 0) - within
+local tree = cjson.decode(ARGV[8])
+if reeval and within > 0 then
+  -- Not recorded just now: the newest input that landed is the reference, as it was
+  -- when that input was recorded.
+  local newest = 0
+  local function scan(node)
+    if node.s then
+      newest = math.max(newest, tonumber(redis.call('HGET', h, 'r:' .. node.s) or '0') or 0)
+      return
+    end
+    for _, c in ipairs(node.all or node.any) do scan(c) end
+  end
+  scan(tree)
+  oldest = newest - within
+end
 local function satisfied(s)
   if redis.call('HEXISTS', h, 'e:' .. s) == 0 then return false end
   if within > 0 and tonumber(redis.call('HGET', h, 'r:' .. s) or '0') < oldest then
@@ -99,7 +114,6 @@ local function holds(node)
   for _, c in ipairs(node.any) do if holds(c) then return true end end
   return false
 end
-local tree = cjson.decode(ARGV[8])
 if not holds(tree) then return {'recorded', '', gen} end
 
 -- Claim: the inputs that stand now, the trigger record and the dispatch entry.
