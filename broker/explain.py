@@ -158,6 +158,8 @@ def _trigger_line(trigger: dict[str, Any] | None) -> str:
         text += f" -> {trigger['downstream_ref']}"
     if trigger.get("last_error"):
         text += f"\n  last error: {trigger['last_error']}"
+    if trigger.get("contract_version"):
+        text += f"\n  fired under contracts version {trigger['contract_version']}"
     return text
 
 

@@ -86,6 +86,8 @@ def test_relaxing_all_of_to_any_of_fires_waiting_partitions_once(cluster: Cluste
     trigger = report["trigger"]
     assert isinstance(trigger, dict)
     assert trigger["contract_version"] not in ("", old_version)
+    text = cluster.cli("explain", "revenue_report", "2026-10-02").stdout
+    assert f"fired under contracts version {trigger['contract_version']}" in text
 
 
 def test_a_change_made_while_baton_was_down_applies_at_start(cluster: Cluster) -> None:
