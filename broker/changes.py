@@ -108,12 +108,14 @@ def compare(old: Mapping[str, Contract], new: Mapping[str, Contract]) -> list[Co
 
 def _field_changes(before: Contract, after: Contract, aspects: Iterable[str]) -> list[str]:
     a, b = before.model_dump(mode="json"), after.model_dump(mode="json")
+    # Shown as written: defaults left out (`{"dataset": "x"}`, not every field of Input).
+    shown_a, shown_b = (c.model_dump(mode="json", exclude_defaults=True) for c in (before, after))
     out = []
     for aspect in aspects:
         for name in ASPECTS[aspect]:
             if a.get(name) == b.get(name):
                 continue
-            old, new = _short(a.get(name)), _short(b.get(name))
+            old, new = _short(shown_a.get(name)), _short(shown_b.get(name))
             out.append(f"{name}: {old} -> {new}" if old and new else f"{name}: changed")
     return out
 
