@@ -178,6 +178,26 @@ def diff(ctx: click.Context, folders: tuple[str, ...], against: str | None, offl
     click.echo(_run(lambda: diff_command(settings, folders, against, as_json, offline)))
 
 
+@main.command()
+@click.argument("folder", required=False, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
+              show_default=True)  # fmt: skip
+@click.pass_context
+def graph(ctx: click.Context, folder: Path | None, fmt: str) -> None:
+    """Datasets, contracts and targets, and how they connect: paste Mermaid into a
+    Markdown file, or pipe DOT into `dot -Tsvg`."""
+    from broker.contracts.check import check_contracts  # noqa: PLC0415
+    from broker.graph import build, dot, mermaid  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    kinds = {name: target.kind for name, target in settings.targets.items()}
+    contract_set, errors = check_contracts(folder or settings.contracts, kinds)
+    if errors:
+        raise click.ClickException("contracts rejected:\n" + "\n".join(map(str, errors)))
+    drawn = build(contract_set.by_name().values(), kinds)
+    click.echo(mermaid(drawn) if fmt == "mermaid" else dot(drawn))
+
+
 def _meta(values: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in values:

@@ -1,40 +1,101 @@
-"""GET /: a plain status page: contracts, waiting partitions, recent triggers."""
+"""GET /: a plain status page: contracts and what their waiting partitions wait for, recent
+triggers with links to the downstream runs, dead letters, and the dependency graph.
+
+No JavaScript and nothing fetched from elsewhere: the graph is a table of who feeds whom,
+with its Mermaid source (`baton graph`) to paste where Mermaid renders."""
 
 from __future__ import annotations
 
 from html import escape
 
+from broker.contracts.model import Contract
+from broker.explain import explain
+from broker.graph import build, mermaid
 from broker.runtime import Contracts, Runtime
+
+WAITING_SHOWN = 5  # waiting partitions per contract, newest first
 
 
 async def status_page(runtime: Runtime, loaded: Contracts) -> str:
-    store = runtime.store
-    rows = []
-    for name, contract in sorted(loaded.by_name().items()):
-        partitions = await store.partitions_of(name, limit=5)
-        waiting = ", ".join(p["partition"] or "(all)" for p in partitions if not p["fired"])
-        rows.append(
-            f"<tr><td>{escape(name)}</td><td>{escape(str(contract.partitioned))}</td>"
-            f"<td>{escape(', '.join(sorted(contract.input_datasets())))}</td>"
-            f"<td>{escape(contract.trigger.target)}</td><td>{escape(waiting)}</td></tr>"
-        )
-    triggers = [
-        f"<tr><td>{escape(t.id)}</td><td>{escape(t.state)}</td><td>{t.attempts}</td>"
-        f"<td>{escape(t.downstream_ref)}</td><td>{escape(t.last_error)}</td></tr>"
-        for t in await store.recent_triggers(20)
-    ]
+    contracts = loaded.by_name()
+    kinds = {name: target.kind for name, target in runtime.settings.targets.items()}
+    graph = build(contracts.values(), kinds)
     return _PAGE.format(
         version=escape(loaded.version),
-        contracts="".join(rows),
-        triggers="".join(triggers) or "<tr><td colspan=5>none yet</td></tr>",
+        contracts="".join([await _contract_row(runtime, c) for _, c in sorted(contracts.items())]),
+        triggers=await _triggers(runtime) or _none(6),
+        dead=await _dead_letters(runtime) or _none(3),
+        edges="".join(
+            f"<tr><td>{escape(_name(e.source))}</td><td>{escape(e.label)}</td>"
+            f"<td>{escape(_name(e.target))}</td></tr>"
+            for e in graph.edges
+        ),
+        mermaid=escape(mermaid(graph)),
     )
 
 
+async def _contract_row(runtime: Runtime, contract: Contract) -> str:
+    store = runtime.store
+    waiting: list[str] = []
+    for item in await store.partitions_of(contract.name, limit=50):
+        if len(waiting) == WAITING_SHOWN:
+            break
+        if item["fired"]:
+            continue
+        state = await store.read_partition(contract.name, str(item["partition"]))
+        report = explain(contract, str(item["partition"]), state, None, None)
+        missing = [f"{i.dataset}[{i.partition}]" if i.partition else i.dataset
+                   for i in report.inputs if i.state != "satisfied"]  # fmt: skip
+        waiting.append(f"{item['partition'] or '(all)'}: waits for {', '.join(missing)}")
+    return (
+        f"<tr><td>{escape(contract.name)}</td><td>{escape(contract.owner or '')}</td>"
+        f"<td>{escape(str(contract.partitioned))}</td>"
+        f"<td>{escape(', '.join(sorted(contract.input_datasets())))}</td>"
+        f"<td>{escape(contract.trigger.target)}</td>"
+        f"<td>{'<br>'.join(escape(w) for w in waiting)}</td></tr>"
+    )
+
+
+async def _triggers(runtime: Runtime) -> str:
+    rows = []
+    for t in await runtime.store.recent_triggers(20):
+        ref = escape(t.downstream_ref)
+        if t.downstream_url.startswith(("http://", "https://")):
+            ref = f'<a href="{escape(t.downstream_url)}">{ref or "run"}</a>'
+        rows.append(
+            f"<tr><td>{escape(t.id)}</td><td>{escape(t.state)}</td><td>{t.attempts}</td>"
+            f"<td>{ref}</td><td>{escape(t.run_state)}</td><td>{escape(t.last_error)}</td></tr>"
+        )
+    return "".join(rows)
+
+
+async def _dead_letters(runtime: Runtime) -> str:
+    return "".join(
+        f"<tr><td>{escape(d.trigger_id)}</td><td>{escape(d.at)}</td><td>{escape(d.error)}</td></tr>"
+        for d in await runtime.store.dead_letters(20)
+    )
+
+
+def _none(columns: int) -> str:
+    return f"<tr><td colspan={columns}>none</td></tr>"
+
+
+def _name(node: str) -> str:
+    kind, _, name = node.partition(":")
+    return f"{name} ({ {'d': 'dataset', 'c': 'contract', 't': 'target'}[kind] })"
+
+
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Baton</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}</style>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left;
+vertical-align:top}}</style>
 </head><body><h1>Baton</h1><p>contracts version {version} &middot;
-<a href="/docs">API</a></p>
-<h2>Contracts</h2><table><tr><th>name</th><th>partitioned</th><th>inputs</th>
+<a href="/docs">API</a> &middot; <a href="/v1/contracts">contracts (JSON)</a></p>
+<h2>Contracts</h2><table><tr><th>name</th><th>owner</th><th>partitioned</th><th>inputs</th>
 <th>target</th><th>waiting partitions</th></tr>{contracts}</table>
 <h2>Recent triggers</h2><table><tr><th>id</th><th>state</th><th>attempts</th>
-<th>downstream</th><th>last error</th></tr>{triggers}</table></body></html>"""
+<th>downstream run</th><th>run state</th><th>last error</th></tr>{triggers}</table>
+<h2>Dead letters</h2><p><code>baton dlq retry ID</code> sends one again.</p>
+<table><tr><th>trigger</th><th>at</th><th>error</th></tr>{dead}</table>
+<h2>Dependency graph</h2><table><tr><th>from</th><th>how</th><th>to</th></tr>{edges}</table>
+<details><summary>Mermaid source (<code>baton graph</code>)</summary><pre>{mermaid}</pre>
+</details></body></html>"""
