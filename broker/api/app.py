@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from broker.api import alerts, backfills, contracts, dlq, events
+from broker.api import alerts, backfills, contracts, dlq, events, metrics
 from broker.api.problems import problem
 from broker.api.status import status_page
 from broker.events import Event
@@ -29,6 +29,7 @@ def create_app(runtime: Runtime, loaded: Contracts) -> FastAPI:
     app.include_router(dlq.router)
     app.include_router(alerts.router)
     app.include_router(backfills.router)
+    app.include_router(metrics.router)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:

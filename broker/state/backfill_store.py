@@ -181,7 +181,7 @@ class BackfillStore:
         b = step.backfill
         partition = b.plan[step.pos]
         keys = [self._key(b.id), self.keys.partition(b.contract, partition), self.keys.triggers,
-                self.keys.recent, self._flight(b.id)]  # fmt: skip
+                self.keys.recent, self._flight(b.id), self.keys.stats]  # fmt: skip
         args: list[str | int] = [
             step.pos, partition, step.mode, json.dumps(step.slots),
             trigger_id_base(b.contract, partition), self.keys.trigger_prefix(), b.contract,

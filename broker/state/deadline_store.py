@@ -87,8 +87,9 @@ class DeadlineStore:
         """('alert', ''), ('forced', trigger id) with on_deadline: trigger, ('met', ''),
         ('already', '') or ('taken', '') by another worker."""
         c, p = due.contract, due.partition
-        keys = [self.keys.deadlines, self.keys.partition(c, p), self.keys.deadline_alerts,
-                self.keys.alerts, self.keys.triggers, self.keys.recent]  # fmt: skip
+        k = self.keys
+        keys = [k.deadlines, k.partition(c, p), k.deadline_alerts, k.alerts, k.triggers,
+                k.recent, k.stats]  # fmt: skip
         args: list[str | int] = [
             member(c, p), c, p, due.deadline.isoformat(), due.now.isoformat(), ALERTS_KEPT,
             due.on_deadline, json.dumps(due.slots), trigger_id_base(c, p),

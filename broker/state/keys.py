@@ -72,6 +72,12 @@ class Keys:
         """Stream of deadline alerts and recoveries, waiting to be sent and then listed."""
         return f"{self.namespace}:alerts"
 
+    @property
+    def stats(self) -> str:
+        """Hash of counters since the namespace began, for GET /metrics (the scripts that
+        do the counted thing count it: events accepted, triggers fired, dispatches)."""
+        return f"{self.namespace}:stats"
+
     matchers_group: str = "matchers"
     dispatchers_group: str = "dispatchers"
     # Reads the dead-letter and alerts streams and sends one alert per entry.

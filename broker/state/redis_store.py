@@ -85,7 +85,8 @@ class RedisStore:
             "\n".join(payload for _, payload in events),
             len(events),
         ]
-        reply = await self._ingest(keys=[self.keys.events, self.keys.backlog], args=args)
+        keys = [self.keys.events, self.keys.backlog, self.keys.stats]
+        reply = await self._ingest(keys=keys, args=args)
         if int(reply[0]) == 1:
             raise BacklogFull(int(reply[1]), self.max_backlog)
         return [bool(int(flag)) for flag in reply[2:]]
@@ -127,7 +128,7 @@ class RedisStore:
         `record_only` (replay) records inputs and never fires or restates; `reevaluate`
         (a changed contract) evaluates waiting partitions again and never restates."""
         now = _now()
-        record_keys = [self.keys.triggers, self.keys.recent]
+        record_keys = [self.keys.triggers, self.keys.recent, self.keys.stats]
         ack_keys = [self.keys.events, self.keys.backlog]
         for attempt in (1, 2):
             # EVALSHA by hand: a pipeline given Script objects asks SCRIPT EXISTS first,
@@ -222,7 +223,7 @@ class RedisStore:
         keys = self.keys
         await self._finish_script(
             keys=[keys.trigger(trigger_id), keys.triggers, keys.retries, keys.dead_letters,
-                  keys.tracking],
+                  keys.tracking, keys.stats],
             args=[
                 keys.dispatchers_group, entry_id, trigger_id, _now().isoformat(),
                 "" if due_ms is None else due_ms, "" if dead is None else dead or "no message",

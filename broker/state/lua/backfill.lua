@@ -5,7 +5,7 @@
 -- which starts the next generation (a new, still deterministic, trigger id).
 --
 -- KEYS[1] backfill hash, KEYS[2] partition hash, KEYS[3] triggers stream,
--- KEYS[4] recent-triggers zset, KEYS[5] backfill in-flight set
+-- KEYS[4] recent-triggers zset, KEYS[5] backfill in-flight set, KEYS[6] counters hash
 -- ARGV: 1 expected pos, 2 partition, 3 mode (fire|rerun|skip), 4 slots json,
 --       5 trigger id base, 6 trigger key prefix, 7 contract, 8 contract version,
 --       9 now iso, 10 now ms, 11 skip reason, 12 backfill id
@@ -50,4 +50,5 @@ redis.call('ZADD', KEYS[4], ARGV[10], tid)
 redis.call('SADD', KEYS[5], tid)
 redis.call('HSET', b, 'pos', pos + 1, 'run:' .. ARGV[2], tid)
 redis.call('HINCRBY', b, 'fired', 1)
+redis.call('HINCRBY', KEYS[6], 'fired:backfill', 1)
 return {'fired', tid}

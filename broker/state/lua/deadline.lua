@@ -6,7 +6,7 @@
 -- record.lua claims a firing, the missing inputs named on the trigger record.
 --
 -- KEYS[1] deadlines zset, KEYS[2] partition hash, KEYS[3] alerted hash, KEYS[4] alerts
--- stream, KEYS[5] triggers stream, KEYS[6] recent-triggers zset
+-- stream, KEYS[5] triggers stream, KEYS[6] recent-triggers zset, KEYS[7] counters hash
 -- ARGV: 1 member, 2 contract, 3 partition, 4 deadline iso, 5 now iso, 6 alerts kept,
 --       7 on_deadline (alert|trigger), 8 slots json, 9 trigger id base,
 --       10 trigger key prefix, 11 contract version, 12 now ms
@@ -43,7 +43,9 @@ if ARGV[7] == 'trigger' then
   redis.call('XADD', KEYS[5], '*', 't', tid)
   redis.call('ZADD', KEYS[6], ARGV[12], tid)
   kind = 'deadline_forced'
+  redis.call('HINCRBY', KEYS[7], 'fired:deadline', 1)
 end
+redis.call('HINCRBY', KEYS[7], 'alerts:' .. kind, 1)
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'kind', kind,
   'contract', ARGV[2], 'partition', ARGV[3], 'deadline', ARGV[4], 'at', ARGV[5],
   'trigger_id', tid)

@@ -1,11 +1,14 @@
 -- Record a dispatch outcome on the trigger and ack its stream entry, in one step.
 -- KEYS[1] trigger record, KEYS[2] triggers stream, KEYS[3] retries zset,
--- KEYS[4] dead-letter stream, KEYS[5] run-tracking zset
+-- KEYS[4] dead-letter stream, KEYS[5] run-tracking zset, KEYS[6] counters hash
 -- ARGV: 1 dispatcher group, 2 entry id, 3 trigger id, 4 now iso, 5 retry due ms ('' = none),
 --       6 dead-letter error ('' = none), 7 first run look ms ('' = none),
 --       8.. field, value pairs for the record
 local fields = {'updated_at', ARGV[4]}
 for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 8, #ARGV - 1, 2 do
+  if ARGV[i] == 'state' then redis.call('HINCRBY', KEYS[6], 'dispatch:' .. ARGV[i + 1], 1) end
+end
 redis.call('HSET', KEYS[1], unpack(fields))
 if ARGV[5] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])

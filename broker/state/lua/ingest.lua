@@ -1,5 +1,5 @@
 -- Accept a batch of events into the events stream, atomically and idempotently.
--- KEYS[1] events stream, KEYS[2] backlog counter
+-- KEYS[1] events stream, KEYS[2] backlog counter, KEYS[3] counters hash
 -- ARGV[1] backlog limit, ARGV[2] dedup TTL (s), ARGV[3] dedup key prefix,
 -- ARGV[4] event ids joined by "\n", ARGV[5] payloads joined by "\n", ARGV[6] count
 -- (one argument each instead of two per event: encoding thousands of arguments costs
@@ -38,5 +38,9 @@ for i = 1, n do
 end
 if accepted > 0 then
   redis.call('INCRBY', KEYS[2], accepted)
+  redis.call('HINCRBY', KEYS[3], 'events_accepted', accepted)
+end
+if accepted < n then
+  redis.call('HINCRBY', KEYS[3], 'events_duplicate', n - accepted)
 end
 return out

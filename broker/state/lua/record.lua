@@ -18,7 +18,8 @@
 --      dispatch at once; the entry sits in its pending list like any XREADGROUP read
 -- Unpartitioned contracts (mode 'u') count only inputs not consumed by the last trigger.
 --
--- KEYS[1] partition hash, KEYS[2] triggers stream, KEYS[3] recent-triggers zset
+-- KEYS[1] partition hash, KEYS[2] triggers stream, KEYS[3] recent-triggers zset,
+-- KEYS[4] counters hash
 -- ARGV: 1 mode (p|u), 2 slot, 3 event json, 4 event_id, 5 order key, 6 status,
 --       7 policy, 8 condition tree json, 9 trigger id base, 10 now iso,
 --       11 trigger key prefix, 12 contract, 13 partition, 14 contract version, 15 now ms,
@@ -141,6 +142,7 @@ redis.call('HSET', ARGV[11] .. tid, 'id', tid, 'contract', ARGV[12], 'partition'
   'updated_at', ARGV[10], 'inputs', inputs, 'contract_version', ARGV[14])
 redis.call('XADD', KEYS[2], '*', 't', tid)
 redis.call('ZADD', KEYS[3], ARGV[15], tid)
+redis.call('HINCRBY', KEYS[4], reeval and 'fired:reevaluation' or 'fired:event', 1)
 if ARGV[17] == '' then return {'fired', tid, gen} end
 local read = redis.call('XREADGROUP', 'GROUP', ARGV[16], ARGV[17], 'COUNT', 1,
   'STREAMS', KEYS[2], '>')

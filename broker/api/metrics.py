@@ -1,0 +1,118 @@
+"""GET /metrics: Prometheus text exposition, read from Redis at scrape time.
+
+Counters live in one Redis hash (`<ns>:stats`) that the Lua scripts increment in the same
+step as the thing they count, so every API process answers the same numbers, a restart
+loses none, and several workers add up. Gauges are read from the streams and sets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from broker.state.util import text
+
+router = APIRouter(tags=["health"])
+
+# (name, type, help, [(labels, field of the stats hash)])
+COUNTERS: list[tuple[str, str, str, list[tuple[dict[str, str], str]]]] = [
+    ("baton_events_accepted_total", "counter", "Events accepted into the stream.",
+     [({}, "events_accepted")]),
+    ("baton_events_duplicate_total", "counter", "Events refused as duplicates of an event_id.",
+     [({}, "events_duplicate")]),
+    ("baton_triggers_fired_total", "counter",
+     "Triggers claimed, by cause: an event, re-evaluation after a contract change, "
+     "a deadline with on_deadline: trigger, a backfill.",
+     [({"cause": c}, f"fired:{c}") for c in ("event", "reevaluation", "deadline", "backfill")]),
+    ("baton_dispatches_total", "counter",
+     "Dispatch attempts by outcome (failed: dead-lettered).",
+     [({"outcome": o}, f"dispatch:{o}") for o in ("succeeded", "retrying", "failed")]),
+    ("baton_deadline_alerts_total", "counter", "Missed deadlines, by what was done.",
+     [({"kind": k}, f"alerts:deadline_{k}") for k in ("missed", "forced")]),
+]  # fmt: skip
+
+
+async def render(request: Request) -> str:
+    runtime = request.app.state.runtime
+    keys = runtime.store.keys
+    redis = runtime.redis
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.stats)
+        pipe.get(keys.backlog)
+        pipe.xlen(keys.events)
+        pipe.zcard(keys.retries)
+        pipe.xlen(keys.dead_letters)
+        pipe.zcard(keys.tracking)
+        pipe.zcard(keys.deadlines)
+        pipe.hgetall(f"{keys.namespace}:contracts:loaded")
+        stats_raw, backlog, events, retries, dead, tracked, watched, loaded = await pipe.execute()
+    stats = {text(k): int(v) for k, v in stats_raw.items()}
+    out: list[str] = []
+    for name, kind, about, fields in COUNTERS:
+        _family(out, name, kind, about, [(labels, stats.get(f, 0)) for labels, f in fields])
+    undelivered, in_flight = await _dispatch_queue(runtime)
+    gauges: list[tuple[str, str, list[tuple[dict[str, str], float]]]] = [
+        ("baton_events_backlog", "Events accepted and not yet matched.", [({}, int(backlog or 0))]),
+        ("baton_events_stream_entries", "Entries kept in the events stream (for replay).",
+         [({}, events)]),
+        ("baton_triggers_queued", "Triggers waiting for a dispatcher, or being dispatched.",
+         [({"state": "undelivered"}, undelivered), ({"state": "in_flight"}, in_flight)]),
+        ("baton_retries_scheduled", "Triggers waiting for their next attempt.", [({}, retries)]),
+        ("baton_dead_letters", "Entries in the dead-letter stream.", [({}, dead)]),
+        ("baton_runs_tracked", "Downstream runs being followed to their end.", [({}, tracked)]),
+        ("baton_deadlines_watched", "Partitions on the deadline clock.", [({}, watched)]),
+    ]  # fmt: skip
+    holder = getattr(request.app.state, "holder", None)
+    contracts = request.app.state.contracts
+    versions = Counter(_version(v) for v in loaded.values())
+    gauges += [
+        ("baton_contracts", "Contracts in the set this process runs.",
+         [({}, len(contracts.by_name()))]),
+        ("baton_contracts_info", "The contract set version this process runs.",
+         [({"version": contracts.version}, 1)]),
+        ("baton_contracts_reload_failing", "1 while the newest edit of the folder is refused.",
+         [({}, 1 if holder is not None and holder.error else 0)]),
+        ("baton_processes", "Baton processes by the contract set version they run.",
+         [({"version": v}, n) for v, n in sorted(versions.items())]),
+    ]  # fmt: skip
+    for gauge, about, series in gauges:
+        _family(out, gauge, "gauge", about, series)
+    return "\n".join(out) + "\n"
+
+
+async def _dispatch_queue(runtime: Any) -> tuple[int, int]:
+    """(entries no dispatcher has read yet, entries read and not yet acked)."""
+    groups: Any = await runtime.redis.xinfo_groups(runtime.store.keys.triggers)
+    for group in groups:
+        if text(group["name"]) == runtime.store.keys.dispatchers_group:
+            return int(group.get("lag") or 0), int(group["pending"])
+    return 0, 0
+
+
+def _version(raw: bytes | str) -> str:
+    return str(json.loads(raw).get("version", ""))
+
+
+def _family(
+    out: list[str], name: str, kind: str, about: str, series: list[tuple[dict[str, str], float]]
+) -> None:
+    out.append(f"# HELP {name} {about}")
+    out.append(f"# TYPE {name} {kind}")
+    for labels, value in series:
+        shown = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+        out.append(f"{name}{{{shown}}} {value}" if shown else f"{name} {value}")
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: counters since the namespace began, and queue gauges."""
+    body = await render(request)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
