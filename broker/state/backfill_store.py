@@ -66,7 +66,7 @@ class BackfillStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._step = script(redis, "backfill")
+        self._step = script(redis, "backfill", "claim")
 
     def _key(self, backfill_id: str) -> str:
         return f"{self.keys.namespace}:backfill:{backfill_id}"

@@ -56,7 +56,7 @@ class DeadlineStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._decide = script(redis, "deadline")
+        self._decide = script(redis, "deadline", "claim")
         self._recovered = script(redis, "recovered")
 
     async def watch(self, items: Sequence[tuple[str, str, int]], *, update: bool = False) -> None:

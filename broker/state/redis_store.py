@@ -52,7 +52,7 @@ class RedisStore:
         self.backfills = BackfillStore(redis, keys)
         self._ingest = script(redis, "ingest")
         self._ack = script(redis, "ack")
-        self._record = script(redis, "record")
+        self._record = script(redis, "record", "claim")
         self._due = script(redis, "due")
         self._begin = script(redis, "begin")
         self._finish_script = script(redis, "finish")

@@ -8,10 +8,12 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 
-def script(redis: Redis, name: str) -> AsyncScript:
-    """`lua/<name>.lua`, registered on `redis` (EVALSHA, loaded again if flushed)."""
-    source = resources.files("broker.state").joinpath(f"lua/{name}.lua").read_text()
-    return redis.register_script(source)
+def script(redis: Redis, name: str, *libs: str) -> AsyncScript:
+    """`lua/<name>.lua` after the `lua/lib/<lib>.lua` it uses, registered on `redis`
+    (EVALSHA, loaded again if flushed). Redis scripts cannot include each other."""
+    folder = resources.files("broker.state").joinpath("lua")
+    parts = [folder.joinpath(f"lib/{lib}.lua").read_text() for lib in libs]
+    return redis.register_script("".join([*parts, folder.joinpath(f"{name}.lua").read_text()]))
 
 
 def text(value: bytes | str) -> str:

@@ -30,25 +30,14 @@ if fired >= gen then
   gen = gen + 1
   redis.call('HSET', h, 'gen', gen)
 end
-local parts, missing = {}, {}
-for _, s in ipairs(cjson.decode(ARGV[4])) do
-  local event = redis.call('HGET', h, 's:' .. s)
-  if event then
-    parts[#parts + 1] = cjson.encode(s) .. ':' .. event
-  else
-    missing[#missing + 1] = s
-  end
-end
+local inputs, missing = gather(h, cjson.decode(ARGV[4]),
+  function(s) return redis.call('HEXISTS', h, 's:' .. s) == 1 end)
 local tid = ARGV[5] .. gen
-redis.call('HSET', h, 'fired', gen, 'trigger', tid)
-redis.call('HSET', ARGV[6] .. tid, 'id', tid, 'contract', ARGV[7], 'partition', ARGV[2],
-  'generation', gen, 'state', 'pending', 'attempts', 0, 'created_at', ARGV[9],
-  'updated_at', ARGV[9], 'inputs', '{' .. table.concat(parts, ',') .. '}',
-  'contract_version', ARGV[8], 'missing', cjson.encode(missing), 'backfill', ARGV[12])
-redis.call('XADD', KEYS[3], '*', 't', tid)
-redis.call('ZADD', KEYS[4], ARGV[10], tid)
+claim({h = h, tid = tid, gen = gen, contract = ARGV[7], partition = ARGV[2], now = ARGV[9],
+  now_ms = ARGV[10], version = ARGV[8], inputs = inputs, prefix = ARGV[6],
+  triggers = KEYS[3], recent = KEYS[4], stats = KEYS[6], cause = 'backfill'},
+  {'missing', cjson.encode(missing), 'backfill', ARGV[12]})
 redis.call('SADD', KEYS[5], tid)
 redis.call('HSET', b, 'pos', pos + 1, 'run:' .. ARGV[2], tid)
 redis.call('HINCRBY', b, 'fired', 1)
-redis.call('HINCRBY', KEYS[6], 'fired:backfill', 1)
 return {'fired', tid}

@@ -23,27 +23,16 @@ if redis.call('HSETNX', KEYS[3], ARGV[1], cjson.encode({alerted_at = ARGV[5],
     deadline = ARGV[4]})) == 0 then
   return {'already', ''}
 end
-local kind, tid, missing = 'deadline_missed', '', {}
+local kind, tid = 'deadline_missed', ''
 if ARGV[7] == 'trigger' then
-  local parts = {}
-  for _, s in ipairs(cjson.decode(ARGV[8])) do
-    local event = redis.call('HGET', h, 's:' .. s)
-    if event then
-      parts[#parts + 1] = cjson.encode(s) .. ':' .. event
-    else
-      missing[#missing + 1] = s
-    end
-  end
+  local inputs, missing = gather(h, cjson.decode(ARGV[8]),
+    function(s) return redis.call('HEXISTS', h, 's:' .. s) == 1 end)
   tid = ARGV[9] .. gen
-  redis.call('HSET', h, 'fired', gen, 'trigger', tid)
-  redis.call('HSET', ARGV[10] .. tid, 'id', tid, 'contract', ARGV[2], 'partition', ARGV[3],
-    'generation', gen, 'state', 'pending', 'attempts', 0, 'created_at', ARGV[5],
-    'updated_at', ARGV[5], 'inputs', '{' .. table.concat(parts, ',') .. '}',
-    'contract_version', ARGV[11], 'missing', cjson.encode(missing))
-  redis.call('XADD', KEYS[5], '*', 't', tid)
-  redis.call('ZADD', KEYS[6], ARGV[12], tid)
+  claim({h = h, tid = tid, gen = gen, contract = ARGV[2], partition = ARGV[3], now = ARGV[5],
+    now_ms = ARGV[12], version = ARGV[11], inputs = inputs, prefix = ARGV[10],
+    triggers = KEYS[5], recent = KEYS[6], stats = KEYS[7], cause = 'deadline'},
+    {'missing', cjson.encode(missing)})
   kind = 'deadline_forced'
-  redis.call('HINCRBY', KEYS[7], 'fired:deadline', 1)
 end
 redis.call('HINCRBY', KEYS[7], 'alerts:' .. kind, 1)
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'kind', kind,

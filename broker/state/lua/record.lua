@@ -124,25 +124,17 @@ local function collect(node)
   for _, c in ipairs(node.all or node.any) do collect(c) end
 end
 collect(tree)
-local parts = {}
-for _, s in ipairs(slots) do
-  if satisfied(s) then
-    parts[#parts + 1] = cjson.encode(s) .. ':' .. redis.call('HGET', h, 's:' .. s)
-  end
-end
+local inputs = gather(h, slots, satisfied)
 local tid = ARGV[9] .. gen
 if mode == 'u' then
   for _, s in ipairs(slots) do redis.call('HSET', h, 'c:' .. s, '1') end
   redis.call('HSET', h, 'gen', gen + 1)
 end
-local inputs = '{' .. table.concat(parts, ',') .. '}'
-redis.call('HSET', h, 'fired', gen, 'trigger', tid, 'fired_by', ARGV[4])
-redis.call('HSET', ARGV[11] .. tid, 'id', tid, 'contract', ARGV[12], 'partition', ARGV[13],
-  'generation', gen, 'state', 'pending', 'attempts', 0, 'created_at', ARGV[10],
-  'updated_at', ARGV[10], 'inputs', inputs, 'contract_version', ARGV[14])
-redis.call('XADD', KEYS[2], '*', 't', tid)
-redis.call('ZADD', KEYS[3], ARGV[15], tid)
-redis.call('HINCRBY', KEYS[4], reeval and 'fired:reevaluation' or 'fired:event', 1)
+redis.call('HSET', h, 'fired_by', ARGV[4])
+claim({h = h, tid = tid, gen = gen, contract = ARGV[12], partition = ARGV[13], now = ARGV[10],
+  now_ms = ARGV[15], version = ARGV[14], inputs = inputs, prefix = ARGV[11],
+  triggers = KEYS[2], recent = KEYS[3], stats = KEYS[4],
+  cause = reeval and 'reevaluation' or 'event'}, {})
 if ARGV[17] == '' then return {'fired', tid, gen} end
 local read = redis.call('XREADGROUP', 'GROUP', ARGV[16], ARGV[17], 'COUNT', 1,
   'STREAMS', KEYS[2], '>')

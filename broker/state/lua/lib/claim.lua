@@ -1,0 +1,32 @@
+-- Shared by the scripts that fire a partition (record, deadline, backfill), and put in
+-- front of each by `util.script`: Redis scripts cannot include each other.
+
+-- The trigger record's `inputs` (a JSON object: slot -> the event held) over the `slots`
+-- that `counts`, and the slots that do not count (the missing ones).
+local function gather(h, slots, counts)
+  local parts, missing = {}, {}
+  for _, s in ipairs(slots) do
+    if counts(s) then
+      parts[#parts + 1] = cjson.encode(s) .. ':' .. redis.call('HGET', h, 's:' .. s)
+    else
+      missing[#missing + 1] = s
+    end
+  end
+  return '{' .. table.concat(parts, ',') .. '}', missing
+end
+
+-- Fire generation f.gen of partition hash f.h as trigger f.tid: mark the partition, write
+-- the trigger record (and the `extra` field, value pairs), queue it for the dispatchers,
+-- list it as recent and count it as fired by f.cause.
+local function claim(f, extra)
+  redis.call('HSET', f.h, 'fired', f.gen, 'trigger', f.tid)
+  local record = {'id', f.tid, 'contract', f.contract, 'partition', f.partition,
+    'generation', f.gen, 'state', 'pending', 'attempts', 0, 'created_at', f.now,
+    'updated_at', f.now, 'inputs', f.inputs, 'contract_version', f.version}
+  for _, v in ipairs(extra) do record[#record + 1] = v end
+  redis.call('HSET', f.prefix .. f.tid, unpack(record))
+  redis.call('XADD', f.triggers, '*', 't', f.tid)
+  redis.call('ZADD', f.recent, f.now_ms, f.tid)
+  redis.call('HINCRBY', f.stats, 'fired:' .. f.cause, 1)
+end
+
