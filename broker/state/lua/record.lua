@@ -130,8 +130,7 @@ if mode == 'u' then
   for _, s in ipairs(slots) do redis.call('HSET', h, 'c:' .. s, '1') end
   redis.call('HSET', h, 'gen', gen + 1)
 end
-redis.call('HSET', h, 'fired_by', ARGV[4])
-claim({h = h, tid = tid, gen = gen, contract = ARGV[12], partition = ARGV[13], now = ARGV[10],
+claim({h = h, tid = tid, gen = gen, by = ARGV[4], contract = ARGV[12], partition = ARGV[13], now = ARGV[10],
   now_ms = ARGV[15], version = ARGV[14], inputs = inputs, prefix = ARGV[11],
   triggers = KEYS[2], recent = KEYS[3], stats = KEYS[4],
   cause = reeval and 'reevaluation' or 'event'}, {})

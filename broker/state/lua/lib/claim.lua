@@ -15,11 +15,16 @@ local function gather(h, slots, counts)
   return '{' .. table.concat(parts, ',') .. '}', missing
 end
 
--- Fire generation f.gen of partition hash f.h as trigger f.tid: mark the partition, write
--- the trigger record (and the `extra` field, value pairs), queue it for the dispatchers,
--- list it as recent and count it as fired by f.cause.
+-- Fire generation f.gen of partition hash f.h as trigger f.tid: mark the partition (and
+-- the event that fired it, f.by, when one did), write the trigger record (and the `extra`
+-- field, value pairs), queue it for the dispatchers, list it as recent and count it as
+-- fired by f.cause.
 local function claim(f, extra)
-  redis.call('HSET', f.h, 'fired', f.gen, 'trigger', f.tid)
+  if f.by then
+    redis.call('HSET', f.h, 'fired', f.gen, 'trigger', f.tid, 'fired_by', f.by)
+  else
+    redis.call('HSET', f.h, 'fired', f.gen, 'trigger', f.tid)
+  end
   local record = {'id', f.tid, 'contract', f.contract, 'partition', f.partition,
     'generation', f.gen, 'state', 'pending', 'attempts', 0, 'created_at', f.now,
     'updated_at', f.now, 'inputs', f.inputs, 'contract_version', f.version}
