@@ -31,7 +31,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker.contracts.model import Contract
 from broker.deadlines import deadline_at, watched
@@ -42,6 +42,9 @@ from broker.partitions import PartitionError
 from broker.state.deadline_store import member, split_member
 from broker.state.redis_store import RedisStore
 from broker.state.util import text
+
+if TYPE_CHECKING:
+    from broker.runtime import Contracts
 
 log = logging.getLogger("baton.changes")
 
@@ -175,10 +178,9 @@ class LiveState:
     def __init__(self, store: RedisStore) -> None:
         self.store = store
         self.redis = store.redis
-        ns = store.keys.namespace
-        self.defs_key = f"{ns}:contracts:defs"
-        self.removed_key = f"{ns}:contracts:removed"
-        self.lock_key = f"{ns}:contracts:applying"
+        self.defs_key = store.keys.contracts_applied
+        self.removed_key = store.keys.contracts_removed
+        self.lock_key = store.keys.contracts_applying
 
     async def held(self, names: Iterable[str]) -> dict[str, list[Held]]:
         """The partition hashes of the `names` contracts, in one pass over the keys."""
@@ -585,9 +587,9 @@ def render(changes: list[ContractChange], old_version: str, new_version: str, li
     return "\n".join(lines)
 
 
-async def apply_changes(applier: ChangeApplier, contracts: Any) -> None:
-    """Apply a loaded set (a `runtime.Contracts`) to the live state; a failure is logged
-    and the same changes are applied again at the next start or reload."""
+async def apply_changes(applier: ChangeApplier, contracts: Contracts) -> None:
+    """Apply a loaded set to the live state; a failure is logged, and the same changes are
+    applied again at the next start or reload."""
     try:
         await applier.apply(contracts.by_name(), contracts.matcher, contracts.version)
     except Exception:

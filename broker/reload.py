@@ -57,7 +57,7 @@ class ContractsHolder:
 
     @property
     def _key(self) -> str:
-        return f"{self.runtime.settings.namespace}:contracts:loaded"
+        return self.runtime.store.keys.contracts_loaded
 
     async def publish(self) -> None:
         record = {"version": self.current.version, "loaded_at": self.loaded_at.isoformat()}

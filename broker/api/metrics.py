@@ -48,7 +48,7 @@ async def render(request: Request) -> str:
         pipe.xlen(keys.dead_letters)
         pipe.zcard(keys.tracking)
         pipe.zcard(keys.deadlines)
-        pipe.hgetall(f"{keys.namespace}:contracts:loaded")
+        pipe.hgetall(keys.contracts_loaded)
         stats_raw, backlog, events, retries, dead, tracked, watched, loaded = await pipe.execute()
     stats = {text(k): int(v) for k, v in stats_raw.items()}
     out: list[str] = []

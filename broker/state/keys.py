@@ -78,6 +78,26 @@ class Keys:
         do the counted thing count it: events accepted, triggers fired, dispatches)."""
         return f"{self.namespace}:stats"
 
+    @property
+    def contracts_loaded(self) -> str:
+        """Hash process -> {version, loaded_at}: the contract set each Baton process runs."""
+        return f"{self.namespace}:contracts:loaded"
+
+    @property
+    def contracts_applied(self) -> str:
+        """Hash contract -> digests of its definition as last applied to the live state."""
+        return f"{self.namespace}:contracts:defs"
+
+    @property
+    def contracts_removed(self) -> str:
+        """Hash contract -> {removed_at, version, kept_until} while its state is kept."""
+        return f"{self.namespace}:contracts:removed"
+
+    @property
+    def contracts_applying(self) -> str:
+        """Lock held by the process applying a contract change to the live state."""
+        return f"{self.namespace}:contracts:applying"
+
     matchers_group: str = "matchers"
     dispatchers_group: str = "dispatchers"
     # Reads the dead-letter and alerts streams and sends one alert per entry.
