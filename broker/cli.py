@@ -106,16 +106,10 @@ def worker(ctx: click.Context, role: str) -> None:
 @click.pass_context
 def check(ctx: click.Context, folder: Path | None, online: bool, as_json: bool) -> None:
     """Validate contracts; exit 1 with `file:line: message` for each problem."""
-    from broker.contracts.check import check_contracts  # noqa: PLC0415
+    from broker.contracts.check import check_configured  # noqa: PLC0415
 
     settings = _settings(ctx)
-    kinds = {name: target.kind for name, target in settings.targets.items()}
-    contract_set, errors = check_contracts(
-        folder or settings.contracts,
-        kinds,
-        require_owner=settings.check.require_owner,
-        owners=settings.owners.keys(),
-    )
+    contract_set, errors = check_configured(settings, folder)
     notes: list[str] = []
     if online and not errors:
         errors, notes = _run(lambda: _check_online(settings, contract_set))
@@ -186,15 +180,14 @@ def diff(ctx: click.Context, folders: tuple[str, ...], against: str | None, offl
 def graph(ctx: click.Context, folder: Path | None, fmt: str) -> None:
     """Datasets, contracts and targets, and how they connect: paste Mermaid into a
     Markdown file, or pipe DOT into `dot -Tsvg`."""
-    from broker.contracts.check import check_contracts  # noqa: PLC0415
+    from broker.contracts.check import check_configured, target_kinds  # noqa: PLC0415
     from broker.graph import build, dot, mermaid  # noqa: PLC0415
 
     settings = _settings(ctx)
-    kinds = {name: target.kind for name, target in settings.targets.items()}
-    contract_set, errors = check_contracts(folder or settings.contracts, kinds)
+    contract_set, errors = check_configured(settings, folder)
     if errors:
         raise click.ClickException("contracts rejected:\n" + "\n".join(map(str, errors)))
-    drawn = build(contract_set.by_name().values(), kinds)
+    drawn = build(contract_set.by_name().values(), target_kinds(settings))
     click.echo(mermaid(drawn) if fmt == "mermaid" else dot(drawn))
 
 

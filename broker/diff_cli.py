@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from broker.changes import LiveState, compare, preview, render
-from broker.contracts.check import check_contracts
+from broker.contracts.check import check_configured
 from broker.contracts.loader import load_contracts
 from broker.contracts.model import Contract
 from broker.errors import ConfigError
@@ -77,10 +77,7 @@ async def diff_command(
             if not old_dir.is_dir():
                 raise ConfigError(f"{old_dir}: no such contracts folder")
             old, old_label, old_errors = _old_set(old_dir)
-        kinds = {name: target.kind for name, target in settings.targets.items()}
-        new_set, errors = check_contracts(
-            new_dir, kinds, require_owner=settings.check.require_owner, owners=settings.owners
-        )
+        new_set, errors = check_configured(settings, new_dir)
         if errors:
             raise ConfigError("the new contracts are rejected:\n" + "\n".join(map(str, errors)))
         new = new_set.by_name()

@@ -89,7 +89,8 @@ def _id(node: str) -> str:
     return f"{kind}_{hashlib.sha1(name.encode()).hexdigest()[:10]}"
 
 
-def _name(node: str) -> str:
+def node_name(node: str) -> str:
+    """The dataset, contract or target name of a node id."""
     return node.partition(":")[2]
 
 
@@ -98,7 +99,7 @@ def mermaid(graph: Graph) -> str:
     lines = ["flowchart LR"]
     for node, kind in sorted(graph.nodes.items()):
         left, right = shapes[kind]
-        lines.append(f'  {_id(node)}{left}"{_mermaid_text(_name(node))}"{right}')
+        lines.append(f'  {_id(node)}{left}"{_mermaid_text(node_name(node))}"{right}')
     for edge in graph.edges:
         arrow = f'-- "{_mermaid_text(edge.label)}" -->' if edge.label else "-->"
         lines.append(f"  {_id(edge.source)} {arrow} {_id(edge.target)}")
@@ -118,7 +119,7 @@ def dot(graph: Graph) -> str:
     shapes = {"dataset": "cylinder", "contract": "box", "target": "hexagon"}
     lines = ["digraph baton {", "  rankdir=LR;", '  node [fontname="Helvetica"];']
     for node, kind in sorted(graph.nodes.items()):
-        lines.append(f'  {_id(node)} [label="{_dot_text(_name(node))}", shape={shapes[kind]}];')
+        lines.append(f'  {_id(node)} [label="{_dot_text(node_name(node))}", shape={shapes[kind]}];')
     for edge in graph.edges:
         label = f' [label="{_dot_text(edge.label)}"]' if edge.label else ""
         lines.append(f"  {_id(edge.source)} -> {_id(edge.target)}{label};")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from broker.auth import Authenticator
-from broker.contracts.check import check_contracts
+from broker.contracts.check import check_configured
 from broker.contracts.loader import ContractSet
 from broker.contracts.model import Contract
 from broker.embedded_redis import RedisProcess, ensure_embedded
@@ -45,13 +45,7 @@ class Contracts:
 
 def load_checked(settings: Settings) -> Contracts:
     """Load and check the contracts folder; any error refuses the whole set."""
-    kinds = {name: target.kind for name, target in settings.targets.items()}
-    contract_set, errors = check_contracts(
-        settings.contracts,
-        kinds,
-        require_owner=settings.check.require_owner,
-        owners=settings.owners.keys(),
-    )
+    contract_set, errors = check_configured(settings)
     if errors:
         raise ConfigError("contracts rejected:\n" + "\n".join(str(e) for e in errors))
     return Contracts(contract_set)

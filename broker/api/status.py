@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from html import escape
 
+from broker.contracts.check import target_kinds
 from broker.contracts.model import Contract
 from broker.explain import explain
-from broker.graph import build, mermaid
+from broker.graph import Graph, build, mermaid, node_name
 from broker.runtime import Contracts, Runtime
 
 WAITING_SHOWN = 5  # waiting partitions per contract, newest first
@@ -18,16 +19,15 @@ WAITING_SHOWN = 5  # waiting partitions per contract, newest first
 
 async def status_page(runtime: Runtime, loaded: Contracts) -> str:
     contracts = loaded.by_name()
-    kinds = {name: target.kind for name, target in runtime.settings.targets.items()}
-    graph = build(contracts.values(), kinds)
+    graph = build(contracts.values(), target_kinds(runtime.settings))
     return _PAGE.format(
         version=escape(loaded.version),
         contracts="".join([await _contract_row(runtime, c) for _, c in sorted(contracts.items())]),
         triggers=await _triggers(runtime) or _none(6),
         dead=await _dead_letters(runtime) or _none(3),
         edges="".join(
-            f"<tr><td>{escape(_name(e.source))}</td><td>{escape(e.label)}</td>"
-            f"<td>{escape(_name(e.target))}</td></tr>"
+            f"<tr><td>{escape(_shown(graph, e.source))}</td><td>{escape(e.label)}</td>"
+            f"<td>{escape(_shown(graph, e.target))}</td></tr>"
             for e in graph.edges
         ),
         mermaid=escape(mermaid(graph)),
@@ -80,9 +80,8 @@ def _none(columns: int) -> str:
     return f"<tr><td colspan={columns}>none</td></tr>"
 
 
-def _name(node: str) -> str:
-    kind, _, name = node.partition(":")
-    return f"{name} ({ {'d': 'dataset', 'c': 'contract', 't': 'target'}[kind] })"
+def _shown(graph: Graph, node: str) -> str:
+    return f"{node_name(node)} ({graph.nodes[node]})"
 
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Baton</title>

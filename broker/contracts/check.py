@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -20,6 +21,28 @@ from broker.errors import ContractError
 from broker.expressions import ExpressionError, compile_expression
 from broker.partitions import Calendar, Granularity, can_map
 from broker.templates import TemplateError, compile_template
+
+if TYPE_CHECKING:
+    from broker.settings import Settings
+
+
+def target_kinds(settings: Settings) -> dict[str, str]:
+    """Each configured target's name -> its kind."""
+    return {name: target.kind for name, target in settings.targets.items()}
+
+
+def check_configured(
+    settings: Settings, folder: Path | None = None
+) -> tuple[ContractSet, list[ContractError]]:
+    """`check_contracts` with what the config says (its targets, `check.require_owner` and
+    its owners), on `folder` or else the configured contracts folder. Every command that
+    loads contracts checks them this way, so none accepts a set another would refuse."""
+    return check_contracts(
+        folder or settings.contracts,
+        target_kinds(settings),
+        require_owner=settings.check.require_owner,
+        owners=settings.owners.keys(),
+    )
 
 
 def check_contracts(
