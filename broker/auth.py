@@ -12,6 +12,14 @@ A producer with `hmac_secret` signs instead, as Baton signs its own webhooks:
 "<timestamp>.<raw body>">` (the timestamp is signed too, so it cannot be moved), and
 `X-Baton-Producer: <name>`. A timestamp outside the window (`api.signature_window`) or a
 signature already used within it (a replay) is refused.
+
+Principals read and operate Baton, by role, each role including the ones before it:
+
+    viewer     every read: the API's GETs, the status page, /metrics, the OpenAPI
+    operator   + backfills, dead-letter retries, reloads, pausing and resuming contracts
+    admin      everything, publishing any dataset included
+
+Producers only publish. A token names one principal or one producer, never both.
 """
 
 from __future__ import annotations
@@ -24,7 +32,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from broker.events import Event
-from broker.settings import ProducerSettings
+from broker.settings import PrincipalSettings, ProducerSettings, Role
+
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
 
 
 def token_hash(token: str) -> str:
@@ -38,6 +48,21 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 class AuthError(Exception):
     """401: the request does not prove which producer sent it."""
+
+
+class Forbidden(AuthError):
+    """403: the request proves who sent it, and they may not do this."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Someone who reads or operates Baton, with one role."""
+
+    name: str
+    role: Role
+
+    def may(self, needed: Role) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(needed)
 
 
 # Marks a signature as used until it expires; False if it was used already.
@@ -66,22 +91,48 @@ class Producer:
 class Authenticator:
     """Bearer token -> producer, by the token's SHA-256."""
 
-    def __init__(self, producers: Sequence[ProducerSettings], window_s: int = 300) -> None:
+    def __init__(
+        self,
+        producers: Sequence[ProducerSettings],
+        window_s: int = 300,
+        principals: Sequence[PrincipalSettings] = (),
+    ) -> None:
         self._by_hash: dict[str, Producer] = {}
         self._signing: dict[str, tuple[str, Producer]] = {}
+        self._principals: dict[str, Principal] = {}
         self.window_s = window_s
         for p in producers:
             producer = Producer(p.name, tuple(p.datasets), p.partitions)
             if p.hmac_secret is not None:
                 self._signing[p.name] = (p.hmac_secret.get_secret_value(), producer)
                 continue
-            digest = token_hash(p.token.get_secret_value()) if p.token else p.token_sha256
+            digest = p.token_digest()
             assert digest is not None  # the settings model requires one credential
-            self._by_hash[digest.lower()] = producer
+            self._by_hash[digest] = producer
+        for person in principals:
+            digest = person.token_digest()
+            assert digest is not None  # the settings model requires one token
+            self._principals[digest] = Principal(person.name, person.role)
+        self._named = {p.name: p for p in self._principals.values()}
 
     @property
     def required(self) -> bool:
-        return bool(self._by_hash or self._signing)
+        """Any credential configured: from then on every endpoint but the health checks
+        needs one (deny by default)."""
+        return bool(self._by_hash or self._signing or self._principals)
+
+    def who(self, authorization: str | None) -> Producer | Principal | None:
+        """The producer or principal a bearer `Authorization` header names, or None."""
+        token = _bearer(authorization)
+        if token is None:
+            return None
+        digest = token_hash(token)
+        return self._principals.get(digest) or self._by_hash.get(digest)
+
+    def principal_named(self, name: str) -> Principal | None:
+        """The principal of that name in the config running now (sessions store names,
+        so a role changed or a principal removed takes effect at once)."""
+        return self._named.get(name)
 
     async def authenticate(
         self, headers: Mapping[str, str], body: bytes, first_use: FirstUse
@@ -90,15 +141,22 @@ class Authenticator:
         if "x-baton-signature" in headers:
             return await self._signed(headers, body, first_use)
         authorization = headers.get("authorization")
-        producer = self.producer(authorization)
-        if producer is None:
+        found = self.who(authorization)
+        if isinstance(found, Principal):
+            if not found.may("admin"):
+                raise Forbidden(
+                    f"principal {found.name!r} is a {found.role}; publishing needs a "
+                    "producer token or the admin role"
+                )
+            return Producer(found.name, ("*",), None)
+        if found is None:
             raise AuthError(
                 "the token is not a known producer's"
                 if authorization
                 else "a producer token is required: Authorization: Bearer <token> "
                 "(or a signed request: X-Baton-Signature)"
             )
-        return producer
+        return found
 
     async def _signed(
         self, headers: Mapping[str, str], body: bytes, first_use: FirstUse
@@ -108,25 +166,21 @@ class Authenticator:
             raise AuthError(f"X-Baton-Producer: {name!r} is not a producer that signs")
         secret, producer = self._signing[name]
         stamp = headers.get("x-baton-timestamp", "")
-        if not stamp.isdigit() or abs(time.time() - int(stamp)) > self.window_s:
+        # Header values arrive decoded as latin-1: '²' is a digit to str.isdigit.
+        if (
+            not (stamp.isascii() and stamp.isdigit())
+            or abs(time.time() - int(stamp)) > self.window_s
+        ):
             raise AuthError(
                 f"X-Baton-Timestamp: {stamp!r} is missing or more than {self.window_s}s from now"
             )
         given = headers["x-baton-signature"]
-        if not hmac.compare_digest(given, signature(secret, stamp, body)):
+        expected = signature(secret, stamp, body)
+        if not hmac.compare_digest(given.encode(), expected.encode()):
             raise AuthError("X-Baton-Signature does not match the body and timestamp")
         if not await first_use(given, self.window_s * 2):
             raise AuthError("X-Baton-Signature was used before: a replayed request")
         return producer
-
-    def producer(self, authorization: str | None) -> Producer | None:
-        """The producer this `Authorization` header names, or None."""
-        if not authorization:
-            return None
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
-        return self._by_hash.get(token_hash(token.strip()))
 
     @staticmethod
     def refusals(producer: Producer, events: Sequence[Event]) -> list[tuple[str, str]]:
@@ -137,3 +191,12 @@ class Authenticator:
             if reason is not None:
                 out.append((f"events[{i}].dataset" if len(events) > 1 else "dataset", reason))
         return out
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

@@ -155,8 +155,8 @@ class BackfillPump:
             step = Step(backfill, pos, mode, list(leaves(build_tree(contract, partition))),
                         self.version(), now, reason)  # fmt: skip
             verdict, detail = await self.backfills.step(step)
-            if verdict == "moved":  # another worker's step landed first: read again
-                return fired
+            if verdict in ("moved", "paused"):  # another worker's step landed first: read
+                return fired  # again; or paused: wait where it is
             pos += 1
             if verdict == "fired":
                 fired += 1

@@ -255,6 +255,30 @@ def replan(contract: Contract, matcher: Matcher, waiting: Iterable[Held]) -> lis
     return ops
 
 
+async def reevaluate_waiting(
+    store: RedisStore,
+    contract: Contract,
+    matcher: Matcher,
+    waiting: list[Held],
+    version: str,
+    skip: bool = False,
+) -> list[tuple[str, str]]:
+    """Evaluate `waiting` partitions again with the inputs they hold; those that hold
+    fire once (or, with `skip`, are marked done unfired). Returns (partition, trigger
+    id) for each that fired, or (partition, "") for each skipped."""
+    ops = replan(contract, matcher, waiting)
+    outcomes = await store.record(ops, version, reevaluate=True, skip=skip) if ops else []
+    done: list[tuple[str, str]] = []
+    now = datetime.now(UTC)
+    for op, outcome in zip(ops, outcomes, strict=True):
+        if outcome.outcome == "skipped":
+            done.append((op.partition, ""))
+        elif outcome.outcome == "fired" and outcome.trigger_id:
+            done.append((op.partition, outcome.trigger_id))
+            await store.deadlines.recovered(op.contract, op.partition, outcome.trigger_id, now)
+    return done
+
+
 def would_fire(
     contract: Contract, ops: list[RecordOp], held: Mapping[str, Held]
 ) -> tuple[list[str], list[str]]:
@@ -409,17 +433,9 @@ class ChangeApplier:
     async def _reevaluate(
         self, contract: Contract, matcher: Matcher, held: list[Held], version: str
     ) -> list[str]:
-        partitioned = contract.partitioned != "none"
-        waiting = [h for h in held if h.waiting(partitioned)]
-        ops = replan(contract, matcher, waiting)
-        outcomes = await self.store.record(ops, version, reevaluate=True) if ops else []
-        fired = []
-        now = datetime.now(UTC)
-        for op, outcome in zip(ops, outcomes, strict=True):
-            if outcome.outcome == "fired" and outcome.trigger_id:
-                fired.append(outcome.trigger_id)
-                await self.store.deadlines.recovered(op.contract, op.partition,
-                                                     outcome.trigger_id, now)  # fmt: skip
+        waiting = [h for h in held if h.waiting(contract.partitioned != "none")]
+        done = await reevaluate_waiting(self.store, contract, matcher, waiting, version)
+        fired = [trigger_id for _, trigger_id in done]
         # Partitions the new partitioning has no place for: kept for the retention period.
         cal = contract_calendar(contract)
         stale = []

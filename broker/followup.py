@@ -79,15 +79,18 @@ class RunTracker:
         record = await self.store.get_trigger(trigger_id)
         contract = self.contracts().get(record.contract) if record else None
         target = self.targets.get(contract.trigger.target) if contract else None
+        # The run leaves its target's runs in flight when it ends (or cannot be followed).
+        name = record.target if record else ""
         if record is None or contract is None or target is None:
-            await self.store.run_seen(trigger_id, "unknown", "contract or target gone", None)
+            await self.store.run_seen(trigger_id, "unknown", "contract or target gone", None,
+                                      name)  # fmt: skip
             return
         try:
             status = await target.status(record.downstream_ref)
         except TargetUnavailable as exc:
             status = RunStatus(record.run_state or "queued", f"not reachable: {exc}")
         except TargetRejected as exc:
-            await self.store.run_seen(trigger_id, "unknown", str(exc), None)
+            await self.store.run_seen(trigger_id, "unknown", str(exc), None, name)
             return
         published = status.state != "succeeded" or await self._publish_produces(
             contract, record.id, record.partition, status
@@ -95,7 +98,7 @@ class RunTracker:
         if not published:
             status = RunStatus("running", "succeeded; publishing its outputs again later")
         if status.finished:
-            await self.store.run_seen(trigger_id, status.state, status.detail, None)
+            await self.store.run_seen(trigger_id, status.state, status.detail, None, name)
             log.info("run of %s %s (%s)", trigger_id, status.state, status.detail)
             return
         pause = min(self.max_delay, self.initial * 2**record.run_checks)

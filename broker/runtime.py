@@ -68,18 +68,25 @@ class Runtime:
     redis: Redis
     store: RedisStore
     embedded: RedisProcess | None = None
-    # Producer tokens and scopes; with `auth: off`, or no producers, nobody is asked.
+    # Producers and principals; with `auth: off`, or none configured, nobody is asked.
     auth: Authenticator = field(init=False)
 
     def __post_init__(self) -> None:
-        producers = self.settings.producers if self.settings.auth == "on" else []
+        on = self.settings.auth == "on"
         window = int(self.settings.api.signature_window.total_seconds())
-        self.auth = Authenticator(producers, window)
+        self.auth = Authenticator(
+            self.settings.producers if on else [],
+            window,
+            self.settings.principals if on else [],
+        )
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
         url, embedded = redis_url(settings)
-        redis = Redis.from_url(url, decode_responses=False)
+        # Timeouts, so a Redis that hangs (not just one that refuses) is noticed too.
+        redis = Redis.from_url(
+            url, decode_responses=False, socket_timeout=10, socket_connect_timeout=5
+        )
         store = RedisStore(
             redis,
             Keys(settings.namespace),

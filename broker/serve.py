@@ -19,6 +19,7 @@ import uvicorn
 
 from adapters.registry import build_alerts, build_owner_alerts, build_targets
 from broker.api.app import create_app
+from broker.api.guard import guarded_http
 from broker.changes import ChangeApplier, apply_changes
 from broker.errors import ConfigError
 from broker.reload import ContractsHolder, ReloadResult
@@ -163,10 +164,17 @@ async def _serve_api(
     app = create_app(runtime, holder.current)
     app.state.holder = holder
     holder.on_swap(lambda fresh: setattr(app.state, "contracts", fresh))
-    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        http=guarded_http(settings.api.head_timeout.total_seconds()),
+        limit_concurrency=settings.api.max_connections,
+    )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     log.info("API on http://%s:%d", settings.api.host, settings.api.port)
     await stop.wait()
     server.should_exit = True
     await task
+    app.state.redis_health.close()

@@ -7,6 +7,7 @@ secrets stay out of files; secret fields are `SecretStr` and never printed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from datetime import timedelta
@@ -40,37 +41,50 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class WebhookTarget(_Strict):
-    kind: Literal["webhook"]
+class BreakerSettings(_Strict):
+    """A target's circuit breaker: after `failures` transient failures in a row (of any
+    triggers) it opens, and its triggers wait, without calls, until a single probe
+    succeeds; the probe goes out after `cooldown`, doubling up to `max_cooldown` while
+    it keeps failing. `failures: 0` turns it off."""
+
+    failures: int = Field(5, ge=0)
+    cooldown: Duration = timedelta(seconds=5)
+    max_cooldown: Duration = timedelta(seconds=15)
+
+
+class _Target(_Strict):
     url: str
+    timeout: float = Field(10.0, gt=0)
+    # Downstream runs started and not yet finished, at most; starts per second, at most.
+    # Triggers over a limit wait durably (oldest first) and are never dropped.
+    max_in_flight: int | None = Field(None, ge=1)
+    max_starts_per_second: float | None = Field(None, gt=0)
+    breaker: BreakerSettings = BreakerSettings()
+
+
+class WebhookTarget(_Target):
+    kind: Literal["webhook"]
     secret: SecretStr | None = None
     headers: dict[str, str] = {}
-    timeout: float = 10.0
 
 
-class AirflowTarget(_Strict):
+class AirflowTarget(_Target):
     kind: Literal["airflow"]
-    url: str
     username: str | None = None
     password: SecretStr | None = None
     token: SecretStr | None = None
     unpause: bool = False
-    timeout: float = 10.0
 
 
-class DagsterTarget(_Strict):
+class DagsterTarget(_Target):
     kind: Literal["dagster"]
-    url: str
     token: SecretStr | None = None
-    timeout: float = 10.0
 
 
-class PrefectTarget(_Strict):
+class PrefectTarget(_Target):
     kind: Literal["prefect"]
-    url: str
     auth_string: SecretStr | None = None
     api_key: SecretStr | None = None
-    timeout: float = 10.0
 
 
 TargetConfig = Annotated[
@@ -88,23 +102,69 @@ class ApiSettings(_Strict):
     workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_batch: int = Field(1000, ge=1, le=100_000)
+    # GET /metrics without a token even when credentials are configured: a deliberate
+    # opt-in for scrapers that cannot send one.
+    public_metrics: bool = False
+    # How long a browser stays signed in to the status page.
+    session_ttl: Duration = timedelta(hours=12)
+    # Slow clients: a request's head and its body each have this long to arrive (408
+    # and the connection closed past it); at most this many requests may be sending
+    # their bodies at once, and uvicorn holds at most `max_connections` (503 beyond).
+    head_timeout: Duration = timedelta(seconds=10)
+    body_timeout: Duration = timedelta(seconds=15)
+    max_pending_bodies: int = Field(256, ge=1)
+    max_connections: int = Field(2048, ge=16)
 
 
 class RetrySettings(_Strict):
+    """Transient failures are retried with exponential backoff and jitter until the
+    trigger is `max_age` old (24 h, as EventBridge does), or `max_attempts` have been
+    made when that is set: 1 s, 2 s, 4 s ... 256 s, then every 5 min, about 295
+    attempts in a day (fewer behind an open circuit breaker, which calls nothing)."""
+
     initial: Duration = timedelta(seconds=1)
     factor: float = Field(2.0, ge=1.0)
     jitter: float = Field(0.2, ge=0.0, le=1.0)
     max_delay: Duration = timedelta(minutes=5)
-    max_attempts: int = Field(8, ge=1)
+    max_age: Duration = timedelta(hours=24)
+    max_attempts: int | None = Field(None, ge=1)
 
 
-class ProducerSettings(_Strict):
+class _Credential(_Strict):
+    """A bearer token given plain (from `${VAR}`) or as its SHA-256 only."""
+
+    name: str = Field(min_length=1, max_length=128)
+    token: SecretStr | None = None
+    token_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+
+    def token_digest(self) -> str | None:
+        """The lower-case SHA-256 hex of the token, whichever way it was given."""
+        if self.token is not None:
+            return hashlib.sha256(self.token.get_secret_value().encode()).hexdigest()
+        return self.token_sha256.lower() if self.token_sha256 else None
+
+
+Role = Literal["viewer", "operator", "admin"]
+
+
+class PrincipalSettings(_Credential):
+    """A person or tool that reads or operates Baton: `viewer` reads (the status page
+    and /metrics included), `operator` also runs backfills, retries dead letters,
+    reloads and pauses contracts, `admin` may do everything, publishing included."""
+
+    role: Role
+
+    @model_validator(mode="after")
+    def _one_token(self) -> PrincipalSettings:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError(f"principal {self.name!r}: give exactly one of token or token_sha256")
+        return self
+
+
+class ProducerSettings(_Credential):
     """A producer: its bearer token (or only the token's SHA-256), and what it may
     publish: dataset globs and, optionally, a partition glob."""
 
-    name: str
-    token: SecretStr | None = None
-    token_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
     # For tools that can sign a webhook but not hold a bearer token.
     hmac_secret: SecretStr | None = None
     datasets: list[str] = Field(["*"], min_length=1)
@@ -192,6 +252,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     targets: dict[str, TargetConfig] = {}
     producers: list[ProducerSettings] = []
+    # Who may read and operate Baton (see PrincipalSettings); producers only publish.
+    principals: list[PrincipalSettings] = []
     openlineage: OpenLineageSettings = OpenLineageSettings()
     alerts: list[AlertSink] = []
     # Per-owner sinks: alerts about a contract go to its owner's, else to `alerts`.
@@ -207,6 +269,21 @@ class Settings(BaseSettings):
     events_retention: Duration = timedelta(days=7)
     # How long a removed contract's partition state is kept (adding it back resumes it).
     contracts_retention: Duration = timedelta(days=30)
+
+    @model_validator(mode="after")
+    def _tokens_name_one(self) -> Settings:
+        """A token names one producer or one principal: shared, it would be ambiguous
+        which of them a request speaks for."""
+        seen: dict[str, str] = {}
+        for kind, items in (("producers", self.producers), ("principals", self.principals)):
+            for i, item in enumerate(items):
+                digest = item.token_digest()
+                where = f"{kind}[{i}] ({item.name})"
+                if digest is not None and digest in seen:
+                    raise ValueError(f"{where} has the same token as {seen[digest]}")
+                if digest is not None:
+                    seen[digest] = where
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -25,10 +25,12 @@ from faststream.redis.annotations import RedisBatchStreamMessage
 from broker.backfill import BackfillPump
 from broker.deadlines import DeadlineClock
 from broker.dispatch.dispatcher import Dispatcher
+from broker.dispatch.gate import Gates
 from broker.dispatch.target import Target
 from broker.events import from_wire
 from broker.followup import Alerter, Alerts, RunTracker
 from broker.matching.matcher import RecordOp
+from broker.redis_health import RedisHealth, is_down
 from broker.runtime import Contracts, Runtime
 from broker.state.ports import RecordOutcome, StreamEntry, TriggerRecord
 from broker.state.util import text
@@ -63,6 +65,7 @@ class Worker:
             lambda: self.contracts.by_name(),  # noqa: PLW0108
             targets,
             runtime.settings.retry,
+            gates=Gates(self.store.gates, runtime.settings.targets),
         )
         settings = runtime.settings.worker
         self.tracker = RunTracker(
@@ -78,6 +81,7 @@ class Worker:
             owner_alerts,
         )  # fmt: skip
         self._next_trim = 0.0
+        self.health = RedisHealth(runtime.redis, log, "the worker waits")
         self.pump = BackfillPump(
             self.store, self.store.backfills,
             lambda: self.contracts.by_name(),  # noqa: PLW0108
@@ -126,7 +130,8 @@ class Worker:
         record = TriggerRecord(
             id=tid, contract=op.contract, partition=op.partition,
             generation=outcome.generation, state="dispatching", attempts=1,
-            created_at="", updated_at="", inputs=json.loads(outcome.inputs or "{}"),
+            created_at=outcome.at, updated_at=outcome.at,
+            inputs=json.loads(outcome.inputs or "{}"),
         )  # fmt: skip
         return await self.dispatcher.dispatch(entry, record)
 
@@ -161,8 +166,11 @@ class Worker:
         reclaim loop without holding back the others."""
         try:
             return await dispatch
-        except Exception:  # left pending: reclaimed after claim_idle
-            log.exception("a dispatch failed; its entry stays pending and will be retried")
+        except Exception as exc:  # left pending: reclaimed after claim_idle
+            if is_down(exc):
+                self.health.lost(exc)
+            else:
+                log.exception("a dispatch failed; its entry stays pending and will be retried")
             return "pending"
         finally:
             if release:
@@ -170,9 +178,11 @@ class Worker:
 
     # -- FastStream wiring ----------------------------------------------------------
     def build_broker(self, match: bool = True, dispatch: bool = True) -> RedisBroker:
-        # FastStream logs every message at INFO; Baton logs what matters itself.
+        # FastStream logs every message at INFO; Baton logs what matters itself, and
+        # says once that Redis is away where FastStream says it at every poll.
         quiet = logging.getLogger("baton.faststream")
         quiet.setLevel(logging.WARNING)
+        quiet.addFilter(self._redis_down_once)
         broker = RedisBroker(self.runtime.url, logger=quiet, graceful_timeout=10)
         read = self.runtime.settings.worker.read_count
 
@@ -207,6 +217,15 @@ class Worker:
         )  # fmt: skip
         async def on_triggers(msg: RedisBatchStreamMessage) -> None:
             await self.start_triggers(_entries(msg))
+
+    def _redis_down_once(self, record: logging.LogRecord) -> bool:
+        """A log filter: FastStream's 'Message fetch error' for a Redis that is away
+        goes to `self.health` (one line) instead of the log (a traceback a poll)."""
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and is_down(error):
+            self.health.lost(error)
+            return False
+        return True
 
     # -- background loops -------------------------------------------------------------
     async def reclaim_events(self) -> int:
@@ -247,6 +266,7 @@ class Worker:
     async def _round(self, match: bool, dispatch: bool, reclaim: bool) -> None:
         if dispatch:
             await self.store.move_due_retries(int(datetime.now(UTC).timestamp() * 1000))
+            await self.dispatcher.gates.round()
             await self.tracker.round()
             await self.alerter.round(reclaim)
         if match:
@@ -257,6 +277,7 @@ class Worker:
             await self._trim()
         if reclaim and dispatch:
             await self.reclaim_triggers()
+            await self.dispatcher.expire_waiting()
 
     async def background(
         self, stop: asyncio.Event, match: bool = True, dispatch: bool = True
@@ -271,8 +292,11 @@ class Worker:
                 await self._round(match, dispatch, reclaim)
                 if reclaim:
                     next_reclaim = loop.time() + period
-            except Exception:  # a broken round must not end the loop
-                log.exception("background round failed; trying again")
+            except Exception as exc:  # a broken round must not end the loop
+                if is_down(exc):
+                    self.health.lost(exc)  # said once, not once a round
+                else:
+                    log.exception("background round failed; trying again")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.2)
 
@@ -284,6 +308,7 @@ class Worker:
         try:
             await self.background(stop, match, dispatch)
         finally:
+            self.health.close()
             await broker.stop()
             if self._in_flight:  # let started dispatches record their outcome
                 await asyncio.wait(self._in_flight, timeout=10)

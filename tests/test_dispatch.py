@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from broker.contracts.model import Contract
 from broker.dispatch.backoff import delay
 from broker.dispatch.dispatcher import Dispatcher
+from broker.dispatch.gate import Gates
 from broker.dispatch.target import Receipt, TriggerRequest
 from broker.errors import TargetRejected, TargetUnavailable
 from broker.events import Event
@@ -77,8 +78,9 @@ async def claimed(store: RedisStore) -> tuple[str, str]:
 def dispatcher(store: RedisStore, target: Scripted) -> Dispatcher:
     clock = lambda: datetime(2026, 11, 24, tzinfo=UTC)  # noqa: E731
     return Dispatcher(
-        store, lambda: {"report": CONTRACT}, {"hook": target}, POLICY, clock, random.Random(1)
-    )
+        store, lambda: {"report": CONTRACT}, {"hook": target}, POLICY, clock, random.Random(1),
+        gates=Gates(store.gates, {}),
+    )  # fmt: skip
 
 
 async def test_a_successful_dispatch_records_the_downstream_run(store: RedisStore) -> None:
@@ -133,7 +135,7 @@ async def test_the_last_transient_failure_dead_letters(store: RedisStore) -> Non
         states.append(await dispatcher(store, target).handle(entry, tid))
     assert states == ["retrying", "retrying", "failed"]
     record = await store.get_trigger(tid)
-    assert record is not None and record.last_error == "down (after 3 attempts)"
+    assert record is not None and record.last_error == "down (after 3 attempts in 0 s)"
 
 
 def test_backoff_grows_by_the_factor_and_stops_at_the_cap() -> None:

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from broker.api import alerts, backfills, contracts, dlq, events, metrics
+from broker.api import alerts, audit, backfills, contracts, dlq, events, metrics, sessions
+from broker.api.access import ROLE_KEY, AccessControl, Policy, flat, role
+from broker.api.guard import RETRY_AFTER_S, Guard
+from broker.api.openapi import document
 from broker.api.problems import problem
 from broker.api.status import status_page
-from broker.events import Event
+from broker.audit import AuditTrail
+from broker.redis_health import RedisHealth
 from broker.runtime import Contracts, Runtime
+
+log = logging.getLogger("baton.api")
+
+# The ways events come in: each checks its producer itself, with the body in hand.
+_PUBLISH = {("/v1/events", "POST"), ("/v1/openlineage", "POST")}
 
 
 def create_app(runtime: Runtime, loaded: Contracts) -> FastAPI:
@@ -23,54 +33,65 @@ def create_app(runtime: Runtime, loaded: Contracts) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.contracts = loaded
+    app.state.audit = AuditTrail(runtime.redis, runtime.store.keys)
+    ttl = int(runtime.settings.api.session_ttl.total_seconds())
+    app.state.sessions = sessions.SessionStore(runtime.redis, runtime.store.keys, ttl)
     app.include_router(events.router)
     app.add_middleware(events.EventsFastPath, runtime=runtime)
-    app.include_router(contracts.router)
-    app.include_router(dlq.router)
-    app.include_router(alerts.router)
-    app.include_router(backfills.router)
-    app.include_router(metrics.router)
+    for router in (contracts.router, dlq.router, alerts.router, backfills.router,
+                   metrics.router, audit.router, sessions.router):  # fmt: skip
+        app.include_router(router)
+    _health(app, runtime)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = [(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
         return problem(422, "Invalid request", "the request has invalid fields", errors)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(await status_page(runtime, app.state.contracts, request))
+
+    _declare_publishing(app)
+    policy = Policy(app.routes)
+    app.add_middleware(
+        AccessControl,
+        auth=lambda: runtime.auth,
+        sessions=app.state.sessions,
+        policy=lambda: policy,
+        public_metrics=runtime.settings.api.public_metrics,
+    )
+    app.state.redis_health = RedisHealth(runtime.redis, log, "the API answers 503")
+    api = runtime.settings.api
+    app.add_middleware(Guard, health=app.state.redis_health,
+                       body_timeout_s=api.body_timeout.total_seconds(),
+                       max_pending_bodies=api.max_pending_bodies)  # fmt: skip
+    document(app, policy)
+    return app
+
+
+def _health(app: FastAPI, runtime: Runtime) -> None:
+    @app.get("/healthz", tags=["health"], openapi_extra=role("public"))
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], openapi_extra=role("public"))
     async def readyz() -> Response:
         try:
             await runtime.redis.ping()
         except Exception as exc:  # any failure to reach Redis means not ready
-            return problem(503, "Not ready", f"Redis is unreachable: {exc}")
+            return problem(503, "Not ready", f"Redis is unreachable: {exc}",
+                           headers={"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
         holder = getattr(app.state, "holder", None)
         body = {"status": "ready", "contracts_version": app.state.contracts.version,
                 "contracts_reload_error": holder.error if holder else None}  # fmt: skip
         return JSONResponse(body)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index() -> HTMLResponse:
-        return HTMLResponse(await status_page(runtime, app.state.contracts))
 
-    _document_event_schema(app)
-    return app
-
-
-def _document_event_schema(app: FastAPI) -> None:
-    """Put the Event model into the OpenAPI components that /v1/events refers to."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components["Event"] = Event.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+def _declare_publishing(app: FastAPI) -> None:
+    for route in flat(app.routes):
+        methods = getattr(route, "methods", None) or set()
+        path = getattr(route, "path", "")
+        if any((path, method) in _PUBLISH for method in methods):
+            extra: dict[str, Any] = dict(getattr(route, "openapi_extra", None) or {})
+            route.openapi_extra = {**extra, ROLE_KEY: "publish"}  # type: ignore[attr-defined]

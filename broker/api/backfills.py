@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from broker.api.access import actor, role
 from broker.api.problems import problem
 from broker.backfill import BackfillRejected, dry_run, status, submit
 
@@ -30,6 +31,7 @@ class BackfillRequest(BaseModel):
 @router.post(
     "/v1/backfills",
     status_code=201,
+    openapi_extra=role("operator"),
     responses={
         200: {"description": "With dry_run: the plan and each partition's readiness"},
         404: {"description": "Unknown contract", **_PROBLEM},
@@ -50,6 +52,15 @@ async def start_backfill(body: BackfillRequest, request: Request) -> Response:
                                 max_in_flight=body.max_in_flight, force=body.force)  # fmt: skip
     except BackfillRejected as exc:
         return problem(422, "Backfill rejected", str(exc), [("from", str(exc))])
+    detail = f"{body.start}..{body.end} order={body.order} force={body.force}"
+    await request.app.state.audit.record(
+        actor(request),
+        "backfill.start",
+        backfill.id,
+        "ok",
+        detail=f"{body.contract} {detail}",
+        via="http",
+    )
     return JSONResponse(await status(store, backfill), status_code=201)
 
 

@@ -7,7 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 
+from broker import pause
+from broker.api.access import actor, role
 from broker.api.problems import problem
 from broker.changes import LiveState
 from broker.contracts.model import Contract
@@ -41,6 +44,7 @@ async def list_contracts(request: Request) -> dict[str, Any]:
         "processes": await holder.loaded_everywhere() if holder else {},
         "contracts": [summary(c) for c in contracts.by_name().values()],
         "removed": await LiveState(request.app.state.runtime.store).removed(),
+        "paused": await pause.paused(request.app.state.runtime.store),
     }
 
 
@@ -54,6 +58,7 @@ _PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"
 
 @router.post(
     "/v1/contracts/reload",
+    openapi_extra=role("operator"),
     responses={
         422: {"description": "The new set has errors; the last good set keeps running", **_PROBLEM},
         409: {"description": "This process does not reload (no watcher)", **_PROBLEM},
@@ -65,6 +70,15 @@ async def reload_contracts(request: Request) -> Response:
     if holder is None:
         return problem(409, "Not reloadable", "this process was started without a reloader")
     result = await holder.reload("POST /v1/contracts/reload")
+    outcome = "refused" if result.error else "changed" if result.changed else "unchanged"
+    await request.app.state.audit.record(
+        actor(request),
+        "contracts.reload",
+        result.version,
+        outcome,
+        detail=result.error or "",
+        via="http",
+    )
     if result.error:
         lines = result.error.splitlines()[1:] or [result.error]
         return problem(422, "Contracts rejected", f"still running version {result.version}",
@@ -86,8 +100,60 @@ async def get_contract(name: str, request: Request) -> Response:
         **summary(contract),
         "definition": contract.model_dump(mode="json", exclude_none=True),
         "partitions": partitions,
+        "paused": (await pause.paused(store)).get(name),
     }
     return JSONResponse(body)
+
+
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("", max_length=500)
+
+
+class ResumeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # What completed while paused: fire it once (the default), or mark it done unfired.
+    fire: bool = True
+
+
+@router.post(
+    "/v1/contracts/{name}/pause",
+    openapi_extra=role("operator"),
+    responses={404: {"description": "No contract by that name is loaded", **_PROBLEM}},
+)
+async def pause_contract(name: str, request: Request, body: PauseRequest | None = None) -> Response:
+    """Stop firing `name`: its inputs are still recorded; deadlines still alert."""
+    if name not in request.app.state.contracts.by_name():
+        return await _unknown(request, name)
+    who = actor(request)
+    record = await pause.pause(request.app.state.runtime.store, name, who,
+                               body.reason if body else "")  # fmt: skip
+    await request.app.state.audit.record(who, "contract.pause", name, "ok",
+                                         detail=record.get("reason", ""), via="http")  # fmt: skip
+    return JSONResponse({"contract": name, "paused": record})
+
+
+@router.post(
+    "/v1/contracts/{name}/resume",
+    openapi_extra=role("operator"),
+    responses={404: {"description": "No contract by that name is loaded", **_PROBLEM}},
+)
+async def resume_contract(
+    name: str, request: Request, body: ResumeRequest | None = None
+) -> Response:
+    """Fire `name` again; what completed while it was paused fires once, unless
+    `fire` is false (then it is marked done, unfired)."""
+    loaded = request.app.state.contracts
+    contract = loaded.by_name().get(name)
+    if contract is None:
+        return await _unknown(request, name)
+    fire = body.fire if body else True
+    result = await pause.resume(request.app.state.runtime.store, contract, loaded.matcher,
+                                loaded.version, fire=fire)  # fmt: skip
+    detail = f"fire={fire}: {len(result.fired)} fired, {len(result.skipped)} skipped"
+    await request.app.state.audit.record(actor(request), "contract.resume", name, "ok",
+                                         detail=detail, via="http")  # fmt: skip
+    return JSONResponse(result.as_dict())
 
 
 @router.get(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from broker import dlq
+from broker.api.access import actor, role
 from broker.api.problems import problem
 
 router = APIRouter(tags=["dead letters"])
@@ -23,6 +24,7 @@ async def list_dead_letters(
 @router.post(
     "/v1/dlq/{trigger_id}/retry",
     status_code=202,
+    openapi_extra=role("operator"),
     responses={
         404: {
             "description": "The trigger is unknown or not failed",
@@ -32,6 +34,9 @@ async def list_dead_letters(
 )
 async def retry_dead_letter(trigger_id: str, request: Request) -> Response:
     result = await dlq.retry(request.app.state.runtime.store, [trigger_id])
+    outcome = "refused" if result["not_dead"] else "ok"
+    await request.app.state.audit.record(actor(request), "dlq.retry", trigger_id, outcome,
+                                         via="http")  # fmt: skip
     if result["not_dead"]:
         return problem(404, "Not a dead letter", f"trigger {trigger_id!r} is unknown or not failed")
     return JSONResponse(result, status_code=202)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from broker.api.problems import PROBLEM, problem_body
-from broker.auth import Authenticator, AuthError, Producer
+from broker.auth import Authenticator, AuthError, Forbidden, Producer
 from broker.cloudevents import is_cloudevent, read_cloudevents
 from broker.errors import BacklogFull, EventRejected
 from broker.events import Event, parse_events
@@ -176,6 +176,8 @@ async def _authenticate(runtime: Any, headers: Mapping[str, str], body: bytes) -
         return None
     try:
         return await auth.authenticate(headers, body, runtime.store.first_use)
+    except Forbidden as exc:
+        raise _Refused(_problem(403, "Forbidden", str(exc))) from exc
     except AuthError as exc:
         challenge = {"WWW-Authenticate": 'Bearer realm="baton"'}
         raise _Refused(_problem(401, "Unauthorized", str(exc), headers=challenge)) from exc

@@ -7,22 +7,28 @@ with its Mermaid source (`baton graph`) to paste where Mermaid renders."""
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 from broker.contracts.check import target_kinds
 from broker.contracts.model import Contract
 from broker.explain import explain
 from broker.graph import Graph, build, mermaid, node_name
+from broker.pause import paused
 from broker.runtime import Contracts, Runtime
 
 WAITING_SHOWN = 5  # waiting partitions per contract, newest first
 
 
-async def status_page(runtime: Runtime, loaded: Contracts) -> str:
+async def status_page(runtime: Runtime, loaded: Contracts, request: Any = None) -> str:
     contracts = loaded.by_name()
     graph = build(contracts.values(), target_kinds(runtime.settings))
+    held = await paused(runtime.store)
     return _PAGE.format(
         version=escape(loaded.version),
-        contracts="".join([await _contract_row(runtime, c) for _, c in sorted(contracts.items())]),
+        who=_signed_in(request),
+        contracts="".join(
+            [await _contract_row(runtime, c, held.get(n)) for n, c in sorted(contracts.items())]
+        ),
         triggers=await _triggers(runtime) or _none(6),
         dead=await _dead_letters(runtime) or _none(3),
         edges="".join(
@@ -34,7 +40,32 @@ async def status_page(runtime: Runtime, loaded: Contracts) -> str:
     )
 
 
-async def _contract_row(runtime: Runtime, contract: Contract) -> str:
+def _signed_in(request: Any) -> str:
+    """Who is looking, and (signed in by cookie) the sign-out form with its CSRF token."""
+    state = getattr(request, "state", None)
+    principal = getattr(state, "principal", None)
+    if principal is None:
+        return ""
+    session = getattr(state, "session", None)
+    form = (
+        '<form method="post" action="/logout" style="display:inline">'
+        f'<input type="hidden" name="csrf_token" value="{escape(session.csrf, quote=True)}">'
+        '<button type="submit">sign out</button></form>'
+        if session is not None
+        else ""
+    )
+    return f" &middot; {escape(principal.name)} ({escape(principal.role)}) {form}"
+
+
+def _paused_note(record: dict[str, str] | None) -> str:
+    if record is None:
+        return ""
+    return f"paused by {record.get('by', '?')} at {record.get('at', '?')[:19]}"
+
+
+async def _contract_row(
+    runtime: Runtime, contract: Contract, paused_by: dict[str, str] | None = None
+) -> str:
     store = runtime.store
     waiting: list[str] = []
     for item in await store.partitions_of(contract.name, limit=50):
@@ -52,6 +83,7 @@ async def _contract_row(runtime: Runtime, contract: Contract) -> str:
         f"<td>{escape(str(contract.partitioned))}</td>"
         f"<td>{escape(', '.join(sorted(contract.input_datasets())))}</td>"
         f"<td>{escape(contract.trigger.target)}</td>"
+        f"<td>{escape(_paused_note(paused_by))}</td>"
         f"<td>{'<br>'.join(escape(w) for w in waiting)}</td></tr>"
     )
 
@@ -88,9 +120,9 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Baton</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left;
 vertical-align:top}}</style>
 </head><body><h1>Baton</h1><p>contracts version {version} &middot;
-<a href="/docs">API</a> &middot; <a href="/v1/contracts">contracts (JSON)</a></p>
+<a href="/docs">API</a> &middot; <a href="/v1/contracts">contracts (JSON)</a>{who}</p>
 <h2>Contracts</h2><table><tr><th>name</th><th>owner</th><th>partitioned</th><th>inputs</th>
-<th>target</th><th>waiting partitions</th></tr>{contracts}</table>
+<th>target</th><th>paused</th><th>waiting partitions</th></tr>{contracts}</table>
 <h2>Recent triggers</h2><table><tr><th>id</th><th>state</th><th>attempts</th>
 <th>downstream run</th><th>run state</th><th>last error</th></tr>{triggers}</table>
 <h2>Dead letters</h2><p><code>baton dlq retry ID</code> sends one again.</p>

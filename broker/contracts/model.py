@@ -169,6 +169,7 @@ class RetryOverride(_Strict):
     factor: float | None = Field(None, ge=1.0)
     jitter: float | None = Field(None, ge=0.0, le=1.0)
     max_delay: Duration | None = None
+    max_age: Duration | None = None
     max_attempts: int | None = Field(None, ge=1)
 
 

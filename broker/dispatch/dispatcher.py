@@ -2,12 +2,17 @@
 
 Cases for a trigger entry read from the stream:
   1. no record, or already succeeded/failed -> ack (a redelivery after the work was done)
-  2. contract or target gone                -> dead letter, permanent
-  3. templates fail to render               -> dead letter, permanent
-  4. target accepts                         -> succeeded, with the downstream reference
-  5. target rejects (permanent)             -> dead letter at once
-  6. target unavailable (transient)         -> retry later with backoff, or dead letter
-                                               once the attempts are spent
+  2. past `retry.max_age`, or `max_attempts` spent (a crash loop) -> dead letter
+  3. contract or target gone                -> dead letter, permanent
+  4. templates fail to render               -> dead letter, permanent
+  5. over the target's limits, or its circuit breaker open -> waits for it (gate.py)
+  6. target accepts                         -> succeeded, with the downstream reference
+  7. target rejects (permanent)             -> dead letter at once
+  8. target unavailable (transient)         -> retry later with backoff, or wait behind
+                                               the breaker it opened, or dead letter once
+                                               the trigger is too old
+  9. anything else raised on the way        -> dead letter, naming the error: a trigger
+                                               that cannot be sent is not retried forever
 A crash anywhere before the outcome is recorded leaves the entry pending; it is
 reclaimed and dispatched again with the same trigger id, which targets deduplicate on.
 """
@@ -17,11 +22,12 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from broker.contracts.model import Contract
 from broker.dispatch.backoff import delay
+from broker.dispatch.gate import Gates, created_ms
 from broker.dispatch.target import Receipt, Target, TriggerRequest
 from broker.errors import TargetRejected, TargetUnavailable
 from broker.matching.condition import contract_calendar, readable_slot
@@ -42,6 +48,8 @@ class Dispatcher:
         retry: RetrySettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        *,
+        gates: Gates,
     ) -> None:
         self.store = store
         self.contracts = contracts
@@ -49,6 +57,7 @@ class Dispatcher:
         self.retry = retry
         self.clock = clock
         self.rng = rng or random.Random()
+        self.gates = gates
         # Compiling Jinja costs ~0.3 ms; each contract's trigger is compiled once, and
         # again only when a reload replaces the contract object.
         self._compiled: dict[str, tuple[Contract, Template]] = {}
@@ -70,34 +79,65 @@ class Dispatcher:
 
     async def dispatch(self, entry_id: str, started: TriggerRecord) -> str:
         """Dispatch a trigger whose attempt is already counted (state `dispatching`)."""
+        if (spent := self._spent(started)) is not None:
+            return await self._dead(started, entry_id, spent)
         contract = self.contracts().get(started.contract)
         if contract is None:
             return await self._dead(started, entry_id, "the contract is no longer loaded")
-        target = self.targets.get(contract.trigger.target)
+        name = contract.trigger.target
+        target = self.targets.get(name)
         if target is None:
-            return await self._dead(
-                started, entry_id, f"unknown target {contract.trigger.target!r}"
-            )
+            return await self._dead(started, entry_id, f"unknown target {name!r}")
         try:
             request = build_request(contract, started, self._template(contract))
         except TemplateError as exc:
             return await self._dead(started, entry_id, f"template: {exc}")
-        return await self._call(target, request, started, entry_id)
+        if self.gates.gated(name) and (why := await self.gates.admit(name, started, entry_id)):
+            log.info("trigger %s waits for target %s (%s)", started.id, name, why)
+            return "waiting"
+        return await self._call(name, target, request, started, entry_id)
+
+    def _spent(self, record: TriggerRecord) -> str | None:
+        """Why `record` may not be tried again: too old, or its attempts spent (a
+        redelivery after crashes counts each start)."""
+        policy = self.policy(record.contract)
+        if policy.max_attempts is not None and record.attempts > policy.max_attempts:
+            return f"gave up after {record.attempts - 1} attempts (retry.max_attempts)"
+        age = self.clock() - _created(record)
+        if age > policy.max_age:
+            return f"gave up: the trigger is {_span(age)} old (retry.max_age)"
+        return None
 
     async def _call(
-        self, target: Target, request: TriggerRequest, record: TriggerRecord, entry_id: str
-    ) -> str:
+        self, name: str, target: Target, request: TriggerRequest, record: TriggerRecord,
+        entry_id: str,
+    ) -> str:  # fmt: skip
         try:
             receipt: Receipt = await target.trigger(request)
         except TargetRejected as exc:
-            return await self._dead(record, entry_id, str(exc))
+            await self.gates.answered(name, record.id, started=False)
+            return await self._dead(record, entry_id, str(exc), name)
         except TargetUnavailable as exc:
-            return await self._later(record, entry_id, str(exc))
+            return await self._unavailable(name, record, entry_id, str(exc))
+        except Exception as exc:  # a bug or a value no target can send: never retried
+            log.exception("trigger %s could not be sent", record.id)
+            error = f"could not be sent: {type(exc).__name__}: {exc}"
+            return await self._dead(record, entry_id, error, name)
+        await self.gates.answered(name, record.id, started=True)
         await self.store.dispatched(record.id, entry_id, receipt.ref, receipt.url, receipt.warning)
         log.info("dispatched %s -> %s", record.id, receipt.ref)
         if receipt.warning:
             log.warning("trigger %s: %s", record.id, receipt.warning)
         return "succeeded"
+
+    async def _unavailable(
+        self, name: str, record: TriggerRecord, entry_id: str, error: str
+    ) -> str:
+        if await self.gates.failed(name, record.id):
+            await self.store.wait_for_target(record.id, entry_id, error, name,
+                                             created_ms(record))  # fmt: skip
+            return "waiting"
+        return await self._later(record, entry_id, error, name)
 
     def policy(self, contract_name: str) -> RetrySettings:
         """The config's retry policy with the contract's own `retry:` fields over it."""
@@ -108,20 +148,61 @@ class Dispatcher:
         fields = override.model_dump(exclude_none=True)
         return self.retry.model_copy(update=fields) if fields else self.retry
 
-    async def _later(self, record: TriggerRecord, entry_id: str, error: str) -> str:
+    async def _later(
+        self, record: TriggerRecord, entry_id: str, error: str, target: str = ""
+    ) -> str:
         policy = self.policy(record.contract)
-        if record.attempts >= policy.max_attempts:
-            return await self._dead(record, entry_id, f"{error} (after {record.attempts} attempts)")
         wait = delay(policy, record.attempts, self.rng)
         due = self.clock() + wait
-        await self.store.retry_later(record.id, entry_id, error, int(due.timestamp() * 1000))
+        spent = policy.max_attempts is not None and record.attempts >= policy.max_attempts
+        if spent or due - _created(record) > policy.max_age:
+            age = _span(self.clock() - _created(record))
+            return await self._dead(
+                record, entry_id, f"{error} (after {record.attempts} attempts in {age})", target
+            )
+        await self.store.retry_later(record.id, entry_id, error, int(due.timestamp() * 1000),
+                                     target)  # fmt: skip
         log.warning("trigger %s: %s; retry in %.1fs", record.id, error, wait.total_seconds())
         return "retrying"
 
-    async def _dead(self, record: TriggerRecord, entry_id: str, error: str) -> str:
-        await self.store.dead_letter(record.id, entry_id, error)
+    async def _dead(
+        self, record: TriggerRecord, entry_id: str, error: str, target: str = ""
+    ) -> str:
+        await self.store.dead_letter(record.id, entry_id, error, target or record.target)
         log.error("trigger %s failed for good: %s", record.id, error)
         return "failed"
+
+    async def expire_waiting(self) -> int:
+        """Dead-letter the triggers that waited for their target past `retry.max_age`
+        (an outage longer than the policy allows); returns how many."""
+        expired = 0
+        cutoff = int((self.clock() - self.retry.max_age).timestamp() * 1000)
+        for target in self.gates.gates:
+            for trigger_id in await self.gates.store.waiting_since(target, cutoff):
+                record = await self.store.get_trigger(trigger_id)
+                if record is None:  # its record is gone: nothing to send, nor to wait for
+                    await self.gates.store.forget(target, trigger_id)
+                    continue
+                if (why := self._spent(record)) is not None:  # else its contract allows more
+                    await self._dead(record, "", f"waited for {target}: {why}", target)
+                    expired += 1
+        return expired
+
+
+def _created(record: TriggerRecord) -> datetime:
+    try:
+        return datetime.fromisoformat(record.created_at)
+    except ValueError:  # a record without its time: treat it as made now
+        return datetime.now(UTC)
+
+
+def _span(age: timedelta) -> str:
+    seconds = max(0, int(age.total_seconds()))  # clocks of two hosts may disagree a little
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def template_context(contract: Contract, record: TriggerRecord) -> dict[str, Any]:

@@ -177,11 +177,13 @@ class BackfillStore:
 
     async def step(self, step: Step) -> tuple[str, str]:
         """Fire or skip the partition at `step.pos` and advance: ('fired', trigger id),
-        ('skipped', reason), or ('moved', '') when the position was not `pos`."""
+        ('skipped', reason), ('moved', '') when the position was not `pos`, or
+        ('paused', '') while the contract is paused (the backfill waits)."""
         b = step.backfill
         partition = b.plan[step.pos]
         keys = [self._key(b.id), self.keys.partition(b.contract, partition), self.keys.triggers,
-                self.keys.recent, self._flight(b.id), self.keys.stats]  # fmt: skip
+                self.keys.recent, self._flight(b.id), self.keys.stats,
+                self.keys.paused]  # fmt: skip
         args: list[str | int] = [
             step.pos, partition, step.mode, json.dumps(step.slots),
             trigger_id_base(b.contract, partition), self.keys.trigger_prefix(), b.contract,

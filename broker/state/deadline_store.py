@@ -89,7 +89,7 @@ class DeadlineStore:
         c, p = due.contract, due.partition
         k = self.keys
         keys = [k.deadlines, k.partition(c, p), k.deadline_alerts, k.alerts, k.triggers,
-                k.recent, k.stats]  # fmt: skip
+                k.recent, k.stats, k.paused]  # fmt: skip
         args: list[str | int] = [
             member(c, p), c, p, due.deadline.isoformat(), due.now.isoformat(), ALERTS_KEPT,
             due.on_deadline, json.dumps(due.slots), trigger_id_base(c, p),

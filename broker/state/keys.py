@@ -98,6 +98,44 @@ class Keys:
         """Lock held by the process applying a contract change to the live state."""
         return f"{self.namespace}:contracts:applying"
 
+    @property
+    def audit(self) -> str:
+        """Stream of operator actions and reloads (who, what, when, how it went), kept
+        to the newest `AUDIT_KEPT` entries: a trail, not an archive (the log has all)."""
+        return f"{self.namespace}:audit"
+
+    @property
+    def paused(self) -> str:
+        """Hash contract -> {by, at} while an operator has it paused: nothing fires."""
+        return f"{self.namespace}:paused"
+
+    def session(self, digest: str) -> str:
+        """Hash of one browser session (principal name, CSRF token), by the SHA-256 of
+        its cookie; expires after `api.session_ttl`."""
+        return f"{self.namespace}:session:{digest}"
+
+    def target_running(self, target: str) -> str:
+        """Sorted set of trigger ids admitted to `target` whose downstream run has not
+        ended (by admission ms): the runs in flight that `max_in_flight` bounds. Left
+        when the run ends, the attempt fails, or the trigger is dead-lettered."""
+        return f"{self.namespace}:target:{target}:running"
+
+    def target_waiting(self, target: str) -> str:
+        """Sorted set of trigger ids waiting for `target` (over a limit, or behind its
+        open circuit breaker), by creation ms: released oldest first, never dropped
+        (one past `retry.max_age` is dead-lettered)."""
+        return f"{self.namespace}:target:{target}:waiting"
+
+    def target_rate(self, target: str) -> str:
+        """`target`'s next start time by its rate limit (GCRA, epoch ms); expires once
+        that time has passed, since then it limits nothing."""
+        return f"{self.namespace}:target:{target}:rate"
+
+    def target_breaker(self, target: str) -> str:
+        """Hash: `target`'s circuit breaker (state, failures in a row, until, cooldown,
+        probe); kept while the target is configured (a few fields)."""
+        return f"{self.namespace}:target:{target}:breaker"
+
     matchers_group: str = "matchers"
     dispatchers_group: str = "dispatchers"
     # Reads the dead-letter and alerts streams and sends one alert per entry.

@@ -24,6 +24,8 @@ class RecordOutcome:
     delivered_entry: str | None = None
     delivered_trigger: str | None = None
     inputs: str | None = None
+    # When the script ran (ISO): a trigger it claimed was created then.
+    at: str = ""
 
     @property
     def delivered_own(self) -> bool:
@@ -64,6 +66,10 @@ class TriggerRecord:
     run_checks: int = 0
     # Inputs still missing when `on_deadline: trigger` fired it at its deadline.
     missing: list[str] = field(default_factory=list)
+    # The target it was admitted to, and while it waits for it: why (a limit, its
+    # circuit breaker).
+    target: str = ""
+    waiting_for: str = ""
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> TriggerRecord:
@@ -86,6 +92,8 @@ class TriggerRecord:
             run_detail=data.get("run_detail", ""),
             run_checks=int(data.get("run_checks", 0)),
             missing=_list(data.get("missing")),
+            target=data.get("target", ""),
+            waiting_for=data.get("waiting_for", ""),
         )
 
 
@@ -128,6 +136,47 @@ class TriggerStore(Protocol):
         self, trigger_id: str, entry_id: str, ref: str, url: str, warning: str = ""
     ) -> None: ...
     async def retry_later(
-        self, trigger_id: str, entry_id: str, error: str, due_ms: int
+        self, trigger_id: str, entry_id: str, error: str, due_ms: int, target: str = ""
     ) -> None: ...
-    async def dead_letter(self, trigger_id: str, entry_id: str, error: str) -> None: ...
+    async def dead_letter(
+        self, trigger_id: str, entry_id: str, error: str, target: str = ""
+    ) -> None: ...
+    async def wait_for_target(
+        self, trigger_id: str, entry_id: str, error: str, target: str, created_ms: int
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A target's limits as the scripts take them (0: none)."""
+
+    max_in_flight: int = 0
+    interval_ms: int = 0  # between starts
+    burst: int = 1
+
+    @classmethod
+    def of(cls, max_in_flight: int | None, per_second: float | None) -> Limits:
+        """Starts evenly spaced (no burst), so no second ever holds more than the rate."""
+        interval = max(1, int(1000 / per_second)) if per_second else 0
+        return cls(max_in_flight or 0, interval, 1)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.max_in_flight or self.interval_ms)
+
+
+class GateStorage(Protocol):
+    """Per-target limits, waiting triggers and circuit breakers (gate_store.py)."""
+
+    async def admit(
+        self, target: str, limits: Limits, trigger_id: str, created_ms: int, entry_id: str,
+        now_ms: int,
+    ) -> tuple[str, str]: ...  # fmt: skip
+    async def release(self, target: str, limits: Limits, now_ms: int, count: int) -> list[str]: ...
+    async def outcome(
+        self, target: str, answered: bool, now_ms: int, threshold: int, cooldown_ms: int,
+        max_cooldown_ms: int, free: str = "",
+    ) -> str: ...  # fmt: skip
+    async def states(self, targets: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+    async def waiting_since(self, target: str, before_ms: int, count: int = 100) -> list[str]: ...
+    async def forget(self, target: str, trigger_id: str) -> None: ...

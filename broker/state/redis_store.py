@@ -17,6 +17,7 @@ from broker.errors import BacklogFull
 from broker.matching.matcher import RecordOp, trigger_id_base
 from broker.state.backfill_store import BackfillStore
 from broker.state.deadline_store import DeadlineStore
+from broker.state.gate_store import GateStore
 from broker.state.keys import Keys
 from broker.state.ports import (
     DeadLetter,
@@ -50,6 +51,7 @@ class RedisStore:
         self.dedup_ttl_s = dedup_ttl_s
         self.deadlines = DeadlineStore(redis, keys)
         self.backfills = BackfillStore(redis, keys)
+        self.gates = GateStore(redis, keys)
         self._ingest = script(redis, "ingest")
         self._ack = script(redis, "ack")
         self._record = script(redis, "record", "claim")
@@ -121,14 +123,17 @@ class RedisStore:
         deliver_to: str = "",
         record_only: bool = False,
         reevaluate: bool = False,
+        skip: bool = False,
     ) -> list[RecordOutcome]:
         """Run the record script for each op, pipelined (each op atomic on its own), then
         ack the `ack` event entries in the same round trip, after the records ran.
         With `deliver_to`, each firing also reads a trigger entry for that consumer.
         `record_only` (replay) records inputs and never fires or restates; `reevaluate`
-        (a changed contract) evaluates waiting partitions again and never restates."""
+        (a changed contract) evaluates waiting partitions again and never restates;
+        with `skip` too (a contract resumed without firing) one that holds is marked
+        done and fires nothing."""
         now = _now()
-        record_keys = [self.keys.triggers, self.keys.recent, self.keys.stats]
+        record_keys = [self.keys.triggers, self.keys.recent, self.keys.stats, self.keys.paused]
         ack_keys = [self.keys.events, self.keys.backlog]
         for attempt in (1, 2):
             # EVALSHA by hand: a pipeline given Script objects asks SCRIPT EXISTS first,
@@ -138,7 +143,7 @@ class RedisStore:
                     keys = [self.keys.partition(op.contract, op.partition), *record_keys]
                     args = [*_record_args(op, version, now, self.keys), deliver_to,
                             op.landed_ms, op.within_ms, "1" if record_only else "",
-                            "1" if reevaluate else ""]  # fmt: skip
+                            "1" if reevaluate else "", "1" if skip else ""]  # fmt: skip
                     pipe.evalsha(self._record.sha, len(keys), *keys, *args)
                 if ack:
                     pipe.evalsha(self._ack.sha, 2, *ack_keys, self.keys.matchers_group, *ack)
@@ -151,7 +156,7 @@ class RedisStore:
             # Recording again is safe: the script ignores an event id it already holds.
             for lua in (self._record, self._ack):
                 await self.redis.script_load(lua.script)
-        return [_outcome(r) for r in replies[: len(ops)]]
+        return [_outcome(r, now.isoformat()) for r in replies[: len(ops)]]
 
     async def read_partition(self, contract: str, partition: str) -> PartitionState:
         raw = await self.redis.hgetall(self.keys.partition(contract, partition))
@@ -202,13 +207,30 @@ class RedisStore:
         # The run is first looked at right away: a webhook's is done when answered.
         await self._finish(trigger_id, entry_id, fields, track_ms=_now_ms())
 
-    async def retry_later(self, trigger_id: str, entry_id: str, error: str, due_ms: int) -> None:
+    async def retry_later(
+        self, trigger_id: str, entry_id: str, error: str, due_ms: int, target: str = ""
+    ) -> None:
+        """Retry at `due_ms`; the attempt is over, so it leaves `target`'s runs in flight."""
         fields = {"state": "retrying", "last_error": error}
-        await self._finish(trigger_id, entry_id, fields, due_ms=due_ms)
+        await self._finish(trigger_id, entry_id, fields, due_ms=due_ms, target=target)
 
-    async def dead_letter(self, trigger_id: str, entry_id: str, error: str) -> None:
+    async def dead_letter(
+        self, trigger_id: str, entry_id: str, error: str, target: str = ""
+    ) -> None:
+        """Failed for good (`entry_id` "" for a trigger not read from the stream: one
+        that waited for its target too long)."""
         fields = {"state": "failed", "last_error": error}
-        await self._finish(trigger_id, entry_id, fields, dead=error)
+        await self._finish(trigger_id, entry_id, fields, dead=error, target=target)
+
+    async def wait_for_target(
+        self, trigger_id: str, entry_id: str, error: str, target: str, created_ms: int
+    ) -> None:
+        """Wait, uncounted, among `target`'s waiting triggers (its circuit breaker just
+        opened): released oldest first once a probe gets through."""
+        fields = {"state": "waiting", "waiting_for": "breaker", "last_error": error,
+                  "target": target}  # fmt: skip
+        await self._finish(trigger_id, entry_id, fields, due_ms=created_ms, target=target,
+                           queue=self.keys.target_waiting(target))  # fmt: skip
 
     async def _finish(
         self,
@@ -218,12 +240,21 @@ class RedisStore:
         due_ms: int | None = None,
         dead: str | None = None,
         track_ms: int | None = None,
+        target: str = "",
+        queue: str | None = None,
     ) -> None:
-        """Record the outcome and ack the stream entry in one step (a Lua script)."""
+        """Record the outcome and ack the stream entry in one step (a Lua script). With
+        `target`, the trigger leaves its runs in flight (and, unless it waits again, its
+        waiting set); `queue` takes `due_ms` instead of the retries."""
         keys = self.keys
+        leave = []
+        if target:
+            leave.append(keys.target_running(target))
+            if queue is None:
+                leave.append(keys.target_waiting(target))
         await self._finish_script(
-            keys=[keys.trigger(trigger_id), keys.triggers, keys.retries, keys.dead_letters,
-                  keys.tracking, keys.stats],
+            keys=[keys.trigger(trigger_id), keys.triggers, queue or keys.retries,
+                  keys.dead_letters, keys.tracking, keys.stats, *leave],
             args=[
                 keys.dispatchers_group, entry_id, trigger_id, _now().isoformat(),
                 "" if due_ms is None else due_ms, "" if dead is None else dead or "no message",
@@ -238,16 +269,18 @@ class RedisStore:
         return [text(i) for i in ids]
 
     async def run_seen(
-        self, trigger_id: str, run_state: str, detail: str, next_ms: int | None
+        self, trigger_id: str, run_state: str, detail: str, next_ms: int | None, target: str = ""
     ) -> None:
         """Record where the downstream run stands; look again at `next_ms`, or stop
-        following it (None: it finished)."""
+        following it (None: it finished, and leaves `target`'s runs in flight)."""
         fields = {"run_state": run_state, "run_detail": detail, "run_checked_at": _iso()}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.keys.trigger(trigger_id), mapping=fields)  # type: ignore[arg-type]
             pipe.hincrby(self.keys.trigger(trigger_id), "run_checks", 1)
             if next_ms is None:
                 pipe.zrem(self.keys.tracking, trigger_id)
+                if target:
+                    pipe.zrem(self.keys.target_running(target), trigger_id)
             else:
                 pipe.zadd(self.keys.tracking, {trigger_id: next_ms})
             await pipe.execute()
@@ -341,7 +374,7 @@ def _record_args(op: RecordOp, version: str, now: datetime, keys: Keys) -> list[
     ]
 
 
-def _outcome(reply: list[Any]) -> RecordOutcome:
+def _outcome(reply: list[Any], at: str) -> RecordOutcome:
     extra = [text(v) for v in reply[3:6]] if len(reply) > 3 else [None, None, None]
     return RecordOutcome(
         outcome=text(reply[0]),
@@ -350,6 +383,7 @@ def _outcome(reply: list[Any]) -> RecordOutcome:
         delivered_entry=extra[0],
         delivered_trigger=extra[1],
         inputs=extra[2],
+        at=at,
     )
 
 

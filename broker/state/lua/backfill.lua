@@ -5,14 +5,16 @@
 -- which starts the next generation (a new, still deterministic, trigger id).
 --
 -- KEYS[1] backfill hash, KEYS[2] partition hash, KEYS[3] triggers stream,
--- KEYS[4] recent-triggers zset, KEYS[5] backfill in-flight set, KEYS[6] counters hash
+-- KEYS[4] recent-triggers zset, KEYS[5] backfill in-flight set, KEYS[6] counters hash,
+-- KEYS[7] paused contracts hash (a paused contract's backfill waits where it is)
 -- ARGV: 1 expected pos, 2 partition, 3 mode (fire|rerun|skip), 4 slots json,
 --       5 trigger id base, 6 trigger key prefix, 7 contract, 8 contract version,
 --       9 now iso, 10 now ms, 11 skip reason, 12 backfill id
--- Returns {'fired', trigger id} | {'skipped', reason} | {'moved', ''}
+-- Returns {'fired', trigger id} | {'skipped', reason} | {'moved', ''} | {'paused', ''}
 local b, h = KEYS[1], KEYS[2]
 local pos = tonumber(redis.call('HGET', b, 'pos') or '0')
 if pos ~= tonumber(ARGV[1]) then return {'moved', ''} end
+if paused(KEYS[7], ARGV[7]) then return {'paused', ''} end
 
 local function skip(reason)
   redis.call('HSET', b, 'pos', pos + 1, 'skip:' .. ARGV[2], reason)

@@ -6,7 +6,8 @@
 -- record.lua claims a firing, the missing inputs named on the trigger record.
 --
 -- KEYS[1] deadlines zset, KEYS[2] partition hash, KEYS[3] alerted hash, KEYS[4] alerts
--- stream, KEYS[5] triggers stream, KEYS[6] recent-triggers zset, KEYS[7] counters hash
+-- stream, KEYS[5] triggers stream, KEYS[6] recent-triggers zset, KEYS[7] counters hash,
+-- KEYS[8] paused contracts hash (a paused contract's deadline alerts, and fires nothing)
 -- ARGV: 1 member, 2 contract, 3 partition, 4 deadline iso, 5 now iso, 6 alerts kept,
 --       7 on_deadline (alert|trigger), 8 slots json, 9 trigger id base,
 --       10 trigger key prefix, 11 contract version, 12 now ms
@@ -24,7 +25,7 @@ if redis.call('HSETNX', KEYS[3], ARGV[1], cjson.encode({alerted_at = ARGV[5],
   return {'already', ''}
 end
 local kind, tid = 'deadline_missed', ''
-if ARGV[7] == 'trigger' then
+if ARGV[7] == 'trigger' and not paused(KEYS[8], ARGV[2]) then
   local inputs, missing = gather(h, cjson.decode(ARGV[8]),
     function(s) return redis.call('HEXISTS', h, 's:' .. s) == 1 end)
   tid = ARGV[9] .. gen

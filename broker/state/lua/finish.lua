@@ -1,7 +1,11 @@
 -- Record a dispatch outcome on the trigger and ack its stream entry, in one step.
--- KEYS[1] trigger record, KEYS[2] triggers stream, KEYS[3] retries zset,
--- KEYS[4] dead-letter stream, KEYS[5] run-tracking zset, KEYS[6] counters hash
--- ARGV: 1 dispatcher group, 2 entry id, 3 trigger id, 4 now iso, 5 retry due ms ('' = none),
+-- KEYS[1] trigger record, KEYS[2] triggers stream, KEYS[3] retries zset (or, for a
+-- trigger that waits for its target, the target's waiting zset), KEYS[4] dead-letter
+-- stream, KEYS[5] run-tracking zset, KEYS[6] counters hash,
+-- KEYS[7] (optional) a target's running zset the trigger leaves, KEYS[8] (optional) a
+-- target's waiting zset it leaves
+-- ARGV: 1 dispatcher group, 2 entry id ('' = none: not read from the stream),
+--       3 trigger id, 4 now iso, 5 due ms for KEYS[3] ('' = none),
 --       6 dead-letter error ('' = none), 7 first run look ms ('' = none),
 --       8.. field, value pairs for the record
 local fields = {'updated_at', ARGV[4]}
@@ -19,4 +23,7 @@ end
 if ARGV[6] ~= '' then
   redis.call('XADD', KEYS[4], '*', 'trigger_id', ARGV[3], 'error', ARGV[6], 'at', ARGV[4])
 end
+if KEYS[7] then redis.call('ZREM', KEYS[7], ARGV[3]) end
+if KEYS[8] then redis.call('ZREM', KEYS[8], ARGV[3]) end
+if ARGV[2] == '' then return 0 end
 return redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])

@@ -13,13 +13,14 @@
 --      4b. policy ignore             -> recorded, nothing fires
 --      4c. policy retrigger          -> next generation, evaluated below
 --   5. record, evaluate the condition tree, and claim the firing if it holds
+--   5b. the contract is paused: recorded, nothing fires (resuming evaluates it again)
 --   6. with a consumer name given, deliver the oldest undelivered trigger entry to it
 --      in this same call (usually the one just claimed), so the claiming worker can
 --      dispatch at once; the entry sits in its pending list like any XREADGROUP read
 -- Unpartitioned contracts (mode 'u') count only inputs not consumed by the last trigger.
 --
 -- KEYS[1] partition hash, KEYS[2] triggers stream, KEYS[3] recent-triggers zset,
--- KEYS[4] counters hash
+-- KEYS[4] counters hash, KEYS[5] paused contracts hash
 -- ARGV: 1 mode (p|u), 2 slot, 3 event json, 4 event_id, 5 order key, 6 status,
 --       7 policy, 8 condition tree json, 9 trigger id base, 10 now iso,
 --       11 trigger key prefix, 12 contract, 13 partition, 14 contract version, 15 now ms,
@@ -29,6 +30,8 @@
 --       21 '1' to re-evaluate (the contract changed): an event already held, or older
 --          than the one held, is not an answer but a reason to evaluate the partition
 --          again under the new condition; a partition that fired is never restated
+--       22 '1' (with 21) to skip: a partition that holds is marked done without firing
+--          (a contract resumed with `fire: false`)
 -- With a `within` window, an input counts only if it landed no more than the window
 -- before the event being recorded (each slot keeps its landing time under r:<slot>).
 -- Returns {outcome, trigger_id, generation, delivered entry id, delivered trigger id, inputs}
@@ -116,6 +119,8 @@ local function holds(node)
   return false
 end
 if not holds(tree) then return {'recorded', '', gen} end
+local skip = ARGV[22] == '1'
+if not skip and paused(KEYS[5], ARGV[12]) then return {'paused', '', gen} end
 
 -- Claim: the inputs that stand now, the trigger record and the dispatch entry.
 local slots = {}
@@ -124,12 +129,17 @@ local function collect(node)
   for _, c in ipairs(node.all or node.any) do collect(c) end
 end
 collect(tree)
-local inputs = gather(h, slots, satisfied)
-local tid = ARGV[9] .. gen
 if mode == 'u' then
   for _, s in ipairs(slots) do redis.call('HSET', h, 'c:' .. s, '1') end
   redis.call('HSET', h, 'gen', gen + 1)
 end
+if skip then
+  -- Resumed without firing: what completed while paused counts as done, unfired.
+  if mode == 'p' then redis.call('HSET', h, 'fired', gen, 'skipped', ARGV[10]) end
+  return {'skipped', '', gen}
+end
+local inputs = gather(h, slots, satisfied)
+local tid = ARGV[9] .. gen
 claim({h = h, tid = tid, gen = gen, by = ARGV[4], contract = ARGV[12], partition = ARGV[13], now = ARGV[10],
   now_ms = ARGV[15], version = ARGV[14], inputs = inputs, prefix = ARGV[11],
   triggers = KEYS[2], recent = KEYS[3], stats = KEYS[4],

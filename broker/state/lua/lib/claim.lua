@@ -15,6 +15,11 @@ local function gather(h, slots, counts)
   return '{' .. table.concat(parts, ',') .. '}', missing
 end
 
+-- Whether an operator has paused `contract` (KEYS: the paused hash): nothing fires.
+local function paused(key, contract)
+  return redis.call('HEXISTS', key, contract) == 1
+end
+
 -- Fire generation f.gen of partition hash f.h as trigger f.tid: mark the partition (and
 -- the event that fired it, f.by, when one did), write the trigger record (and the `extra`
 -- field, value pairs), queue it for the dispatchers, list it as recent and count it as
