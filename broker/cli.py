@@ -416,3 +416,14 @@ def sink(host: str, port: int, secret: str | None, delay: float) -> None:
     from broker.devsink import create_sink  # noqa: PLC0415
 
     uvicorn.run(create_sink(secret, delay=delay), host=host, port=port, log_level="warning")
+
+
+def _register_control() -> None:
+    """The operator commands that go through the API (`broker.control_cli`)."""
+    from broker.control_cli import COMMANDS  # noqa: PLC0415 - it imports this module
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_control()

@@ -37,6 +37,7 @@ class Backfill:
     finished_at: str = ""
     runs: dict[str, str] = field(default_factory=dict)  # partition -> trigger id
     skips: dict[str, str] = field(default_factory=dict)  # partition -> reason
+    waiting: str = ""  # why it does not move on now (its contract is paused)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,7 +46,7 @@ class Backfill:
             "state": self.state, "created_at": self.created_at,
             "finished_at": self.finished_at or None, "planned": len(self.plan),
             "done": self.pos, "fired": self.fired, "skipped": self.skipped,
-            "runs": self.runs, "skips": self.skips,
+            "runs": self.runs, "skips": self.skips, "waiting": self.waiting or None,
         }  # fmt: skip
 
 
@@ -119,6 +120,7 @@ class BackfillStore:
             skipped=int(data["skipped"]), finished_at=data.get("finished_at", ""),
             runs={k[4:]: v for k, v in data.items() if k.startswith("run:")},
             skips={k[5:]: v for k, v in data.items() if k.startswith("skip:")},
+            waiting=data.get("waiting", ""),
         )  # fmt: skip
 
     async def recent(self, limit: int = 20) -> list[Backfill]:

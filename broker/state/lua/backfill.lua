@@ -14,7 +14,11 @@
 local b, h = KEYS[1], KEYS[2]
 local pos = tonumber(redis.call('HGET', b, 'pos') or '0')
 if pos ~= tonumber(ARGV[1]) then return {'moved', ''} end
-if paused(KEYS[7], ARGV[7]) then return {'paused', ''} end
+if paused(KEYS[7], ARGV[7]) then
+  redis.call('HSET', b, 'waiting', 'the contract is paused')
+  return {'paused', ''}
+end
+redis.call('HDEL', b, 'waiting')
 
 local function skip(reason)
   redis.call('HSET', b, 'pos', pos + 1, 'skip:' .. ARGV[2], reason)
