@@ -1,10 +1,17 @@
 """`baton check`: everything that makes a contract set unusable, as `file:line: message`.
 
 Beyond the model: duplicate names, unknown targets, trigger fields that do not fit the
-target's kind, templates that do not compile, bad `where` expressions, input mappings
+target's kind, triggers that cannot be sent, bad `where` expressions, input mappings
 that can never be satisfied, and cycles through `produces`. With `require_owner` (the
 config's `check.require_owner`), a contract without `owner`, or with an owner the config
 does not list under `owners` (when it lists any), is an error too.
+
+A trigger cannot be sent when its templates do not compile, or when, rendered as the
+dispatcher would for a sample partition (the online check's: the latest complete one, a
+static contract's first), a template fails, runs past its budget, or makes a value that
+is not JSON or does not fit the target's kind. What the sample cannot know (an input's
+metadata, producer and time) renders as unknown and is not held against the trigger;
+any other undefined name is.
 """
 
 from __future__ import annotations
@@ -16,11 +23,20 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from broker.contracts.loader import ContractSet, LoadedContract, dotted, load_contracts
-from broker.contracts.model import AllOf, Condition, Contract, Input, trigger_spec
+from broker.contracts.model import (
+    TRIGGER_KINDS,
+    AllOf,
+    Condition,
+    Contract,
+    Input,
+    iter_inputs,
+    trigger_spec,
+)
+from broker.contracts.online import sample_context, sample_partition
 from broker.errors import ContractError
 from broker.expressions import ExpressionError, compile_expression
 from broker.partitions import Calendar, Granularity, can_map
-from broker.templates import TemplateError, compile_template
+from broker.templates import TemplateError, compile_template, unknown
 
 if TYPE_CHECKING:
     from broker.settings import Settings
@@ -100,23 +116,78 @@ def _trigger(loaded: LoadedContract, targets: Mapping[str, str]) -> list[Contrac
         known = ", ".join(sorted(targets)) or "none are configured"
         msg = f"trigger.target: unknown target {target!r} (known: {known})"
         return [ContractError(loaded.at("trigger", "target"), msg)]
+    kind = targets[target]
     try:
-        trigger_spec(contract, targets[target])
+        trigger_spec(contract, kind)
     except ValidationError as exc:
-        return [_field_error(loaded, err, targets[target]) for err in exc.errors()]
+        return [_field_error(loaded, err, f"target kind: {kind}") for err in exc.errors()]
+    return _rendered(loaded, kind)
+
+
+def _rendered(loaded: LoadedContract, kind: str) -> list[ContractError]:
+    """The trigger's templates compiled, and rendered for a sample partition."""
+    contract = loaded.contract
     try:
-        compile_template(contract.trigger.fields())
+        template = compile_template(contract.trigger.fields())
     except TemplateError as exc:
-        return [ContractError(loaded.at("trigger"), f"trigger: template: {exc}")]
+        return [_template_error(loaded, exc, "")]
+    partition = sample_partition(contract)
+    sample = f"sample partition {partition}" if partition else "a sample trigger"
+    try:
+        spec, unknowns = template.render_sample(_sample_context(contract, partition), strict=True)
+    except TemplateError as exc:
+        return [_template_error(loaded, exc, f" (rendered for {sample})")]
+    try:
+        TRIGGER_KINDS[kind].model_validate({"target": contract.trigger.target, **spec})
+    except ValidationError as exc:
+        note = f"target kind: {kind}, as rendered for {sample}"
+        return [
+            _field_error(loaded, err, note)
+            for err in exc.errors()
+            if not _reads_unknown(tuple(err["loc"]), unknowns)
+        ]
     return []
 
 
-def _field_error(loaded: LoadedContract, err: object, kind: str) -> ContractError:
+def _sample_context(contract: Contract, partition: str) -> dict[str, object]:
+    """The names the dispatcher's `template_context` gives templates, for `partition`:
+    each input has one event, whose metadata, producer and time only a real one knows."""
+    inputs: dict[str, dict[str, object]] = {}
+    for item in iter_inputs(contract.when):
+        where = f"inputs[{item.dataset!r}]"
+        event: dict[str, object] = {
+            "dataset": item.dataset,
+            "partition": partition or None,
+            "status": "success",
+            "event_id": "sample",
+            **{name: unknown(f"{where}.{name}") for name in _RUN_TIME},
+        }
+        inputs[item.dataset] = {**event, "events": [event]}
+    return {**sample_context(contract, partition), "inputs": inputs, "missing": []}
+
+
+_RUN_TIME = ("metadata", "producer", "occurred_at")
+
+
+def _template_error(loaded: LoadedContract, exc: TemplateError, note: str) -> ContractError:
+    path = ("trigger", *exc.path)
+    return ContractError(loaded.at(*path), f"{dotted(path)}: {exc.reason}{note}")
+
+
+def _reads_unknown(loc: tuple[str | int, ...], unknowns: list[str]) -> bool:
+    """Is a field's error about a value the sample rendered as unknown (null)?"""
+    if not unknowns:
+        return False
+    where = dotted(loc)
+    return not loc or any(where == u or where.startswith((f"{u}.", f"{u}[")) for u in unknowns)
+
+
+def _field_error(loaded: LoadedContract, err: object, note: str) -> ContractError:
     loc = tuple(err["loc"])  # type: ignore[index]
     path = ("trigger", *loc)
     text = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]  # type: ignore[index]
     text = str(text).removeprefix("Value error, ")
-    return ContractError(loaded.at(*path), f"{dotted(path)}: {text} (target kind: {kind})")
+    return ContractError(loaded.at(*path), f"{dotted(path)}: {text} ({note})")
 
 
 def _inputs(loaded: LoadedContract) -> list[ContractError]:
