@@ -1,6 +1,7 @@
 """Run every benchmark against one fresh redis-server and print one table with ratios.
 
-raw XADD, one per round trip      -> baseline for HTTP single-event ingest (1, 2 API workers)
+raw XADD, one per round trip      -> baseline for HTTP single-event ingest (1, 2 API workers,
+                                     and with tokens on, beside the same API without)
 raw XADD, pipelined by 100        -> baseline for HTTP batches of 100 and BatonClient batches
 event -> dispatch latency         -> p50/p99 at 1,000 events/s offered
 matching time, 10 vs 100,000 contracts
@@ -37,6 +38,7 @@ async def _run_all(url: str, tmp: Path, quick: bool) -> list[Row]:
         Row("raw XADD, pipelined by 100", piped, "events/s"),
     ]
     rows += await ingest.http(url, tmp, 10_000 // scale, one=one, piped=piped)
+    rows += await ingest.with_tokens(url, tmp, 10_000 // scale, one=one)
     rows += await ingest.client_batches(url, 100_000 // scale, baseline=piped)
     rows += await latency.event_to_dispatch(url, tmp, rate=1000, seconds=10 // scale)
     rows += matching.flat_in_contracts(sizes=(10, 100_000 // scale))

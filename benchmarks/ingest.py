@@ -44,9 +44,11 @@ async def http(url: str, tmp: Path, n: int, one: float, piped: float) -> list[Ro
     return rows
 
 
-async def _post(base: str, n: int, per_request: int, connections: int) -> float:
+async def _post(
+    base: str, n: int, per_request: int, connections: int, token: str | None = None, tag: str = ""
+) -> float:
     """Events per second, `per_request` events in each POST (unique ids per run)."""
-    host, run = base.removeprefix("http://"), base.rsplit(":", 1)[1]
+    host, run = base.removeprefix("http://"), base.rsplit(":", 1)[1] + tag
 
     def make(i: int) -> bytes:
         events = b",".join(
@@ -55,9 +57,48 @@ async def _post(base: str, n: int, per_request: int, connections: int) -> float:
             for j in range(per_request)
         )
         body = events if per_request == 1 else b'{"events":[' + events + b"]}"
-        return loadgen.request(host, "/v1/events", body)
+        return loadgen.request(host, "/v1/events", body, token)
 
     return per_request * await loadgen.post_many(base, make, n // per_request, connections)
+
+
+PRODUCER_TOKEN = "bench-producer-token-0123456789"
+ROUNDS = 3
+
+
+async def with_tokens(url: str, tmp: Path, n: int, one: float) -> list[Row]:
+    """Single events with producer tokens and principals configured, against the same
+    API with none, in interleaved rounds (best of each): the rate with tokens on, and
+    what the token check adds to each request's time."""
+    bases, running = {}, []
+    for tokens in (False, True):
+        port = free_port()
+        auth: dict[str, object] = {}
+        if tokens:
+            producer = {"name": "bench", "token": PRODUCER_TOKEN, "datasets": ["*"]}
+            admin = {"name": "ops", "token": "bench-admin", "role": "admin"}
+            auth = {"producers": [producer], "principals": [admin]}
+        config = procs.write_config(tmp, url, port, {"c.yaml": CONTRACT}, targets=HOOK,
+                                    namespace=f"bench-auth-{tokens}", **auth)  # fmt: skip
+        running.append(procs.start(config, "api"))
+        bases[tokens] = f"http://127.0.0.1:{port}"
+    best = {False: 0.0, True: 0.0}
+    try:
+        for base in bases.values():
+            procs.wait_http(f"{base}/healthz")
+        for r in range(ROUNDS):
+            for tokens, base in bases.items():
+                rate = await _post(base, n, 1, 16, PRODUCER_TOKEN if tokens else None, f"r{r}")
+                best[tokens] = max(best[tokens], rate)
+    finally:
+        for proc in running:
+            procs.stop(proc)
+    added = best[False] / best[True] - 1
+    return [
+        Row("HTTP ingest, single events, tokens on", best[True], "events/s", best[True] / one,
+            ">= 0.5x"),
+        Row("token check: time it adds to a request", added * 100, "%", None, "<= 5%"),
+    ]  # fmt: skip
 
 
 async def client_batches(url: str, n: int, baseline: float) -> list[Row]:

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 
-def request(host: str, path: str, body: bytes) -> bytes:
+def request(host: str, path: str, body: bytes, token: str | None = None) -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"{auth}Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 

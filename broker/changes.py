@@ -39,6 +39,7 @@ from broker.events import from_wire
 from broker.matching.condition import build_tree, contract_calendar, holds
 from broker.matching.matcher import Matcher, RecordOp
 from broker.partitions import PartitionError
+from broker.secrets import redact
 from broker.state.deadline_store import member, split_member
 from broker.state.redis_store import RedisStore
 from broker.state.util import text
@@ -111,8 +112,10 @@ def compare(old: Mapping[str, Contract], new: Mapping[str, Contract]) -> list[Co
 
 def _field_changes(before: Contract, after: Contract, aspects: Iterable[str]) -> list[str]:
     a, b = before.model_dump(mode="json"), after.model_dump(mode="json")
-    # Shown as written: defaults left out (`{"dataset": "x"}`, not every field of Input).
-    shown_a, shown_b = (c.model_dump(mode="json", exclude_defaults=True) for c in (before, after))
+    # Shown as written: defaults left out (`{"dataset": "x"}`, not every field of Input),
+    # and a credential written out masked (a PR comment is no place for it).
+    shown_a, shown_b = (redact(c.model_dump(mode="json", exclude_defaults=True))
+                        for c in (before, after))  # fmt: skip
     out = []
     for aspect in aspects:
         for name in ASPECTS[aspect]:

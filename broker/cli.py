@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+from broker.cli_errors import BatonGroup
 from broker.errors import BatonError, ConfigError
 from broker.settings import Settings, load_settings
 
@@ -45,7 +46,7 @@ def _run(coro: Callable[[], Awaitable[T]]) -> T:
         raise click.ClickException(str(exc)) from exc
 
 
-@click.group()
+@click.group(cls=BatonGroup)
 @click.option("--config", "config", type=click.Path(), envvar="BATON_CONFIG", help="baton.yaml")
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context

@@ -7,6 +7,7 @@ picks them. `Runtime.close()` releases what `Runtime.open()` started.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -68,6 +69,8 @@ class Runtime:
     redis: Redis
     store: RedisStore
     embedded: RedisProcess | None = None
+    # This process's environment, for the `${VAR}` contracts may read (contract_env).
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     # Producers and principals; with `auth: off`, or none configured, nobody is asked.
     auth: Authenticator = field(init=False)
 

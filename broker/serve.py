@@ -39,17 +39,18 @@ class _Server(uvicorn.Server):
 
 
 def check_exposure(settings: Settings) -> None:
-    """Unauthenticated ingestion only on loopback, like Redis's protected mode."""
-    if settings.producers or settings.auth == "off":
+    """An API open to anyone only on loopback, like Redis's protected mode."""
+    if settings.producers or settings.principals or settings.auth == "off":
         return
     host = settings.api.host
     loopback = host == "localhost" or _is_loopback(host)
     if not loopback:
         raise ConfigError(
-            f"api.host is {host}, not loopback, and no producers are configured: "
-            "configure producer tokens, or set `auth: off` to accept anyone"
+            f"api.host is {host}, not loopback, and no producers or principals are "
+            "configured: configure tokens, or set `auth: off` to accept anyone"
         )
-    log.warning("no producers configured: accepting unauthenticated events on %s only", host)
+    log.warning("no producers or principals configured: the API answers anyone, on %s only",
+                host)  # fmt: skip
 
 
 def _is_loopback(host: str) -> bool:

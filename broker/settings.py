@@ -32,9 +32,7 @@ from pydantic_settings import (
 
 from broker.durations import Duration
 from broker.errors import ConfigError
-
-# ${VAR} or ${VAR:-default}, as in a shell.
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+from broker.secrets import VAR
 
 
 class _Strict(BaseModel):
@@ -254,6 +252,9 @@ class Settings(BaseSettings):
     producers: list[ProducerSettings] = []
     # Who may read and operate Baton (see PrincipalSettings); producers only publish.
     principals: list[PrincipalSettings] = []
+    # The environment variables contracts may read as `${VAR}` (globs); none by
+    # default: a contract's author is not thereby trusted with the worker's secrets.
+    contract_env: list[str] = []
     openlineage: OpenLineageSettings = OpenLineageSettings()
     alerts: list[AlertSink] = []
     # Per-owner sinks: alerts about a contract go to its owner's, else to `alerts`.
@@ -313,7 +314,7 @@ def _interpolate(value: Any, env: dict[str, str], where: str) -> Any:
                 raise ConfigError(f"{where.lstrip('.')}: environment variable {name} is not set")
             return env[name]
 
-        return _VAR.sub(sub, value)
+        return VAR.sub(sub, value)
     return value
 
 

@@ -32,6 +32,7 @@ from broker.followup import Alerter, Alerts, RunTracker
 from broker.matching.matcher import RecordOp
 from broker.redis_health import RedisHealth, is_down
 from broker.runtime import Contracts, Runtime
+from broker.secrets import allowed_env
 from broker.state.ports import RecordOutcome, StreamEntry, TriggerRecord
 from broker.state.util import text
 
@@ -66,6 +67,7 @@ class Worker:
             targets,
             runtime.settings.retry,
             gates=Gates(self.store.gates, runtime.settings.targets),
+            env=allowed_env(runtime.settings.contract_env, runtime.env),
         )
         settings = runtime.settings.worker
         self.tracker = RunTracker(

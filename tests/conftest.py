@@ -118,6 +118,8 @@ class Cluster:
     redis_url: str
     procs: list[Proc] = field(default_factory=list)
     port: int = 0
+    # More environment for the processes it starts (a secret a contract reads, say).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def write_contracts(self, files: dict[str, str]) -> Path:
         folder = self.root / "contracts"
@@ -147,7 +149,7 @@ class Cluster:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
         env["BATON_CONFIG"] = str(self.root / "baton.yaml")
-        return env
+        return env | self.extra_env
 
     def start(self, *args: str, name: str = "baton") -> Proc:
         proc = Proc([BATON, *args], self.root / f"{name}.log", self.env()).start()

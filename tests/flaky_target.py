@@ -17,12 +17,16 @@ class Call:
     at: float
     key: str
     status: int
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class FlakyTarget:
     down: bool = False
     delay: float = 0.0
+    # Refuse every call with this status, echoing the request's headers in the body
+    # (as some receivers do in their error pages).
+    refuse: int | None = None
     calls: list[Call] = field(default_factory=list)
     busy: int = 0
     most_at_once: int = 0
@@ -56,13 +60,17 @@ class FlakyTarget:
             status = 503 if self.down else 200
         if self.delay and not self.down:
             time.sleep(self.delay)
+        status = self.refuse or status
+        headers = dict(handler.headers.items())
         with self._lock:
             self.busy -= 1
-            self.calls.append(Call(time.monotonic(), handler.headers.get("idempotency-key", ""),
-                                   status))  # fmt: skip
+            key = handler.headers.get("idempotency-key", "")
+            self.calls.append(Call(time.monotonic(), key, status, headers))
+        body = repr(headers).encode() if self.refuse else b""
         handler.send_response(status)
-        handler.send_header("content-length", "0")
+        handler.send_header("content-length", str(len(body)))
         handler.end_headers()
+        handler.wfile.write(body)
 
     def delivered(self) -> list[str]:
         """Idempotency keys answered 200, in the order they were answered."""

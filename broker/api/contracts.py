@@ -15,6 +15,7 @@ from broker.api.problems import problem
 from broker.changes import LiveState
 from broker.contracts.model import Contract
 from broker.explain import explain
+from broker.secrets import redact
 
 router = APIRouter(tags=["contracts"])
 
@@ -98,7 +99,8 @@ async def get_contract(name: str, request: Request) -> Response:
     partitions = await store.partitions_of(name)
     body = {
         **summary(contract),
-        "definition": contract.model_dump(mode="json", exclude_none=True),
+        # As written: `${VAR}` shown as such, a credential written out masked.
+        "definition": redact(contract.model_dump(mode="json", exclude_none=True)),
         "partitions": partitions,
         "paused": (await pause.paused(store)).get(name),
     }

@@ -16,6 +16,7 @@ any other undefined name is.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ from broker.contracts.model import (
     trigger_spec,
 )
 from broker.contracts.online import sample_context, sample_partition
+from broker.contracts.secrets_check import secret_problems
 from broker.errors import ContractError
 from broker.expressions import ExpressionError, compile_expression
 from broker.partitions import Calendar, Granularity, can_map
@@ -48,17 +50,23 @@ def target_kinds(settings: Settings) -> dict[str, str]:
 
 
 def check_configured(
-    settings: Settings, folder: Path | None = None
+    settings: Settings, folder: Path | None = None, env: Mapping[str, str] | None = None
 ) -> tuple[ContractSet, list[ContractError]]:
-    """`check_contracts` with what the config says (its targets, `check.require_owner` and
-    its owners), on `folder` or else the configured contracts folder. Every command that
-    loads contracts checks them this way, so none accepts a set another would refuse."""
-    return check_contracts(
+    """`check_contracts` with what the config says (its targets, `check.require_owner`,
+    its owners, the variables contracts may read), on `folder` or else the configured
+    contracts folder, with `env` (default: this process's environment) for `${VAR}`.
+    Every command that loads contracts checks them this way, so none accepts a set
+    another would refuse."""
+    contract_set, errors = check_contracts(
         folder or settings.contracts,
         target_kinds(settings),
         require_owner=settings.check.require_owner,
         owners=settings.owners.keys(),
     )
+    environ = os.environ if env is None else env
+    errors += secret_problems(contract_set, settings.contract_env, environ)
+    errors.sort(key=lambda e: (e.location.file, e.location.line, e.message))
+    return contract_set, errors
 
 
 def check_contracts(

@@ -32,6 +32,7 @@ from broker.dispatch.target import Receipt, Target, TriggerRequest
 from broker.errors import TargetRejected, TargetUnavailable
 from broker.matching.condition import contract_calendar, readable_slot
 from broker.partitions import Granularity, partition_bounds
+from broker.secrets import Redactor, resolve
 from broker.settings import RetrySettings
 from broker.state.ports import TriggerRecord, TriggerStore
 from broker.templates import Template, TemplateError, compile_template
@@ -50,6 +51,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         *,
         gates: Gates,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.contracts = contracts
@@ -58,6 +60,10 @@ class Dispatcher:
         self.clock = clock
         self.rng = rng or random.Random()
         self.gates = gates
+        # The variables contracts may read as ${VAR}; their values never leave in a
+        # stored error or a log line.
+        self.env = dict(env or {})
+        self.redactor = Redactor(self.env.values())
         # Compiling Jinja costs ~0.3 ms; each contract's trigger is compiled once, and
         # again only when a reload replaces the contract object.
         self._compiled: dict[str, tuple[Contract, Template]] = {}
@@ -65,7 +71,11 @@ class Dispatcher:
     def _template(self, contract: Contract) -> Template:
         cached = self._compiled.get(contract.name)
         if cached is None or cached[0] is not contract:
-            cached = (contract, compile_template(contract.trigger.fields()))
+            try:
+                fields = resolve(contract.trigger.fields(), self.env)
+            except KeyError as exc:  # `baton check` refuses this; the env changed since
+                raise TemplateError((), f"environment variable {exc.args[0]} is not set") from exc
+            cached = (contract, compile_template(fields))
             self._compiled[contract.name] = cached
         return cached[1]
 
@@ -120,7 +130,7 @@ class Dispatcher:
         except TargetUnavailable as exc:
             return await self._unavailable(name, record, entry_id, str(exc))
         except Exception as exc:  # a bug or a value no target can send: never retried
-            log.exception("trigger %s could not be sent", record.id)
+            log.debug("trigger %s could not be sent", record.id, exc_info=True)
             error = f"could not be sent: {type(exc).__name__}: {exc}"
             return await self._dead(record, entry_id, error, name)
         await self.gates.answered(name, record.id, started=True)
@@ -134,8 +144,8 @@ class Dispatcher:
         self, name: str, record: TriggerRecord, entry_id: str, error: str
     ) -> str:
         if await self.gates.failed(name, record.id):
-            await self.store.wait_for_target(record.id, entry_id, error, name,
-                                             created_ms(record))  # fmt: skip
+            await self.store.wait_for_target(record.id, entry_id, self.redactor.scrub(error),
+                                             name, created_ms(record))  # fmt: skip
             return "waiting"
         return await self._later(record, entry_id, error, name)
 
@@ -151,6 +161,7 @@ class Dispatcher:
     async def _later(
         self, record: TriggerRecord, entry_id: str, error: str, target: str = ""
     ) -> str:
+        error = self.redactor.scrub(error)
         policy = self.policy(record.contract)
         wait = delay(policy, record.attempts, self.rng)
         due = self.clock() + wait
@@ -168,6 +179,7 @@ class Dispatcher:
     async def _dead(
         self, record: TriggerRecord, entry_id: str, error: str, target: str = ""
     ) -> str:
+        error = self.redactor.scrub(error)
         await self.store.dead_letter(record.id, entry_id, error, target or record.target)
         log.error("trigger %s failed for good: %s", record.id, error)
         return "failed"
