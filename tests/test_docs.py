@@ -183,3 +183,13 @@ def test_the_page_pre_commit_config_names_our_hook() -> None:
     hooks = {hook["id"] for hook in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
     config = yaml.safe_load(_snippets()[".pre-commit-config.yaml"])
     assert {hook["id"] for hook in config["repos"][0]["hooks"]} <= hooks
+
+
+def test_the_compose_deployment_is_closed_by_default_with_the_tokens_compose_sets() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    env = {k: str(v) for k, v in compose["services"]["baton"]["environment"].items()}
+    settings = load_settings(ROOT / "deploy" / "baton.compose.yaml", env=env)
+    assert settings.auth == "on" and settings.api.host == "0.0.0.0"
+    assert [p.role for p in settings.principals] == ["admin"]
+    assert settings.producers[0].token is not None
+    assert settings.producers[0].token.get_secret_value() == env["BATON_PRODUCER_TOKEN"]
