@@ -78,6 +78,9 @@ def test_a_target_down_for_ten_minutes_costs_probes_and_then_gets_every_trigger_
     wait_until(lambda: len(states(cluster)) == 40, timeout=30)
     wait_until(lambda: set(states(cluster).values()) == {"waiting"}, timeout=30)
     during = len(flaky.calls)
+    seen = httpx.get(cluster.api + "/metrics", timeout=5).text
+    assert 'baton_target_waiting{target="flaky"} 40' in seen
+    assert 'baton_target_breaker_open{target="flaky"} 1' in seen
     time.sleep(10)  # the outage itself: the scenario is time passing with the target down
     probes = len(flaky.calls) - during
     # About one probe a second (the cooldown doubles to its 1 s cap), not 40 triggers
@@ -94,6 +97,9 @@ def test_a_target_down_for_ten_minutes_costs_probes_and_then_gets_every_trigger_
     assert flaky.delivered() == expected  # oldest first, each once
     wait_until(lambda: set(states(cluster).values()) == {"succeeded"})
     assert len(flaky.delivered()) == 40
+    seen = httpx.get(cluster.api + "/metrics", timeout=5).text
+    assert 'baton_target_waiting{target="flaky"} 0' in seen
+    assert 'baton_target_breaker_open{target="flaky"} 0' in seen
 
 
 def test_at_most_max_in_flight_runs_reach_a_target_under_a_burst(

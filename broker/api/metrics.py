@@ -29,8 +29,9 @@ COUNTERS: list[tuple[str, str, str, list[tuple[dict[str, str], str]]]] = [
      "a deadline with on_deadline: trigger, a backfill.",
      [({"cause": c}, f"fired:{c}") for c in ("event", "reevaluation", "deadline", "backfill")]),
     ("baton_dispatches_total", "counter",
-     "Dispatch attempts by outcome (failed: dead-lettered).",
-     [({"outcome": o}, f"dispatch:{o}") for o in ("succeeded", "retrying", "failed")]),
+     "Dispatch attempts by outcome (waiting: for its target; failed: dead-lettered).",
+     [({"outcome": o}, f"dispatch:{o}")
+      for o in ("succeeded", "retrying", "waiting", "failed")]),
     ("baton_deadline_alerts_total", "counter", "Missed deadlines, by what was done.",
      [({"kind": k}, f"alerts:deadline_{k}") for k in ("missed", "forced")]),
 ]  # fmt: skip
@@ -79,9 +80,24 @@ async def render(request: Request) -> str:
         ("baton_processes", "Baton processes by the contract set version they run.",
          [({"version": v}, n) for v, n in sorted(versions.items())]),
     ]  # fmt: skip
+    gauges += await _targets(runtime)
     for gauge, about, series in gauges:
         _family(out, gauge, "gauge", about, series)
     return "\n".join(out) + "\n"
+
+
+async def _targets(runtime: Any) -> list[tuple[str, str, list[tuple[dict[str, str], float]]]]:
+    """Per target: runs in flight (as its limit counts them), triggers waiting for it,
+    and whether its circuit breaker is open."""
+    states = await runtime.store.gates.states(sorted(runtime.settings.targets))
+    return [
+        ("baton_target_in_flight", "Runs admitted to a target with limits, not yet ended.",
+         [({"target": t}, s["in_flight"]) for t, s in states.items()]),
+        ("baton_target_waiting", "Triggers waiting for a target (a limit, its breaker).",
+         [({"target": t}, s["waiting"]) for t, s in states.items()]),
+        ("baton_target_breaker_open", "1 while a target's circuit breaker is not closed.",
+         [({"target": t}, int(s["breaker"] != "closed")) for t, s in states.items()]),
+    ]  # fmt: skip
 
 
 async def _dispatch_queue(runtime: Any) -> tuple[int, int]:
