@@ -168,3 +168,34 @@ async def test_a_claim_can_deliver_its_trigger_to_the_claiming_worker(store: Red
     assert pending["consumers"] == [{"name": b"worker-a", "pending": 1}]
     # The entry is the claimer's now: another dispatcher reading new entries gets nothing.
     assert await store.redis.xreadgroup("dispatchers", "worker-b", {"baton:triggers": ">"}) == []
+
+
+async def test_anything_a_target_raises_unexpectedly_is_a_named_dead_letter_not_a_loop(
+    store: RedisStore,
+) -> None:
+    entry, tid = await claimed(store)
+    target = Scripted(TypeError("Object of type range is not JSON serializable"))
+    assert await dispatcher(store, target).handle(entry, tid) == "failed"
+    record = await store.get_trigger(tid)
+    assert record is not None and (record.state, record.attempts) == ("failed", 1)
+    assert record.last_error == (
+        "could not be sent: TypeError: Object of type range is not JSON serializable"
+    )
+    assert await store.redis.xlen("baton:dlq") == 1
+    assert (await store.redis.xpending("baton:triggers", "dispatchers"))["pending"] == 0
+
+
+async def test_a_trigger_redelivered_past_its_attempts_is_dead_lettered_without_a_call(
+    store: RedisStore,
+) -> None:
+    """A worker that crashes mid-dispatch leaves the entry pending; each redelivery
+    counts an attempt, and past max_attempts the trigger ends instead of looping."""
+    entry, tid = await claimed(store)
+    for _ in range(POLICY.max_attempts or 0):  # three starts that never finished
+        assert await store.begin_attempt(tid) is not None
+    target = Scripted()
+    assert await dispatcher(store, target).handle(entry, tid) == "failed"
+    assert target.requests == []
+    record = await store.get_trigger(tid)
+    assert record is not None and record.attempts == 3  # never more than max_attempts
+    assert record.last_error == "gave up after 3 attempts (retry.max_attempts)"

@@ -89,8 +89,8 @@ class Dispatcher:
 
     async def dispatch(self, entry_id: str, started: TriggerRecord) -> str:
         """Dispatch a trigger whose attempt is already counted (state `dispatching`)."""
-        if (spent := self._spent(started)) is not None:
-            return await self._dead(started, entry_id, spent)
+        if (spent := self._spent(started)) is not None:  # this start makes no call
+            return await self._dead(started, entry_id, spent, attempts=started.attempts - 1)
         contract = self.contracts().get(started.contract)
         if contract is None:
             return await self._dead(started, entry_id, "the contract is no longer loaded")
@@ -177,10 +177,12 @@ class Dispatcher:
         return "retrying"
 
     async def _dead(
-        self, record: TriggerRecord, entry_id: str, error: str, target: str = ""
-    ) -> str:
+        self, record: TriggerRecord, entry_id: str, error: str, target: str = "",
+        attempts: int | None = None,
+    ) -> str:  # fmt: skip
         error = self.redactor.scrub(error)
-        await self.store.dead_letter(record.id, entry_id, error, target or record.target)
+        await self.store.dead_letter(record.id, entry_id, error, target or record.target,
+                                     attempts)  # fmt: skip
         log.error("trigger %s failed for good: %s", record.id, error)
         return "failed"
 

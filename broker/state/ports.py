@@ -139,8 +139,9 @@ class TriggerStore(Protocol):
         self, trigger_id: str, entry_id: str, error: str, due_ms: int, target: str = ""
     ) -> None: ...
     async def dead_letter(
-        self, trigger_id: str, entry_id: str, error: str, target: str = ""
-    ) -> None: ...
+        self, trigger_id: str, entry_id: str, error: str, target: str = "",
+        attempts: int | None = None,
+    ) -> None: ...  # fmt: skip
     async def wait_for_target(
         self, trigger_id: str, entry_id: str, error: str, target: str, created_ms: int
     ) -> None: ...

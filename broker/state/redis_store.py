@@ -215,11 +215,15 @@ class RedisStore:
         await self._finish(trigger_id, entry_id, fields, due_ms=due_ms, target=target)
 
     async def dead_letter(
-        self, trigger_id: str, entry_id: str, error: str, target: str = ""
-    ) -> None:
+        self, trigger_id: str, entry_id: str, error: str, target: str = "",
+        attempts: int | None = None,
+    ) -> None:  # fmt: skip
         """Failed for good (`entry_id` "" for a trigger not read from the stream: one
-        that waited for its target too long)."""
+        that waited for its target too long); `attempts` corrects the count when this
+        start made no call."""
         fields = {"state": "failed", "last_error": error}
+        if attempts is not None:
+            fields["attempts"] = str(attempts)
         await self._finish(trigger_id, entry_id, fields, dead=error, target=target)
 
     async def wait_for_target(
