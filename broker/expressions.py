@@ -6,17 +6,23 @@
 The source is parsed by Python's `ast` and walked over a whitelist of nodes; names are
 the event's fields. A missing field is None, and a comparison that cannot be made
 (None, mismatched types) is simply false, so an event lacking a field does not pass.
+
+Nesting is limited at compile time (`MAX_DEPTH`), so evaluation, which recurses once or
+twice per level, stays far from Python's recursion limit.
 """
 
 from __future__ import annotations
 
 import ast
 import operator
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 MAX_LENGTH = 1000
+# Real filters nest a few levels; 1000 characters could nest ~500 (`- - - x`, `a.b.c`).
+MAX_DEPTH = 32
 NAMES = frozenset(
     {"dataset", "partition", "status", "producer", "event_id", "metadata", "occurred_at"}
 )
@@ -49,7 +55,9 @@ class Expression:
     def evaluate(self, event: Mapping[str, Any]) -> bool:
         try:
             return bool(_eval(self.tree.body, event))
-        except (TypeError, ValueError, KeyError, AttributeError):
+        # RecursionError: comparing event metadata nested too deep is a comparison that
+        # cannot be made (the expression itself is shallow, by MAX_DEPTH).
+        except (TypeError, ValueError, KeyError, AttributeError, RecursionError):
             return False
 
 
@@ -60,9 +68,30 @@ def compile_expression(source: str) -> Expression:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"column {exc.offset}: {exc.msg}") from exc
-    for node in ast.walk(tree):
+    except (ValueError, MemoryError, RecursionError) as exc:  # a NUL; too complex to parse
+        raise ExpressionError(f"cannot be parsed: {exc}") from exc
+    nodes = list(ast.walk(tree))
+    if len(nodes) > MAX_DEPTH:  # fewer nodes cannot nest that deep: the common case
+        _check_depth(tree)
+    for node in nodes:
         _allow(node)
     return Expression(source, tree)
+
+
+def _check_depth(tree: ast.Expression) -> None:
+    """Refuse an expression inside more than MAX_DEPTH others; breadth first, as
+    `ast.walk`, so without recursion."""
+    todo: deque[tuple[ast.AST, int]] = deque([(tree, 0)])
+    while todo:
+        node, depth = todo.popleft()
+        if depth > MAX_DEPTH and isinstance(node, ast.expr):  # operators carry no column
+            raise ExpressionError(f"{_column(node)}: nested deeper than {MAX_DEPTH} levels")
+        inner = depth + isinstance(node, ast.expr)
+        todo.extend((child, inner) for child in ast.iter_child_nodes(node))
+
+
+def _column(node: ast.AST) -> str:
+    return f"column {getattr(node, 'col_offset', 0) + 1}"
 
 
 _ALLOWED = (
@@ -73,7 +102,7 @@ _ALLOWED = (
 
 
 def _allow(node: ast.AST) -> None:
-    where = f"column {getattr(node, 'col_offset', 0) + 1}"
+    where = _column(node)
     if not isinstance(node, _ALLOWED):
         raise ExpressionError(f"{where}: {type(node).__name__} is not allowed in a filter")
     if isinstance(node, ast.Name) and node.id not in NAMES and node.id not in CONSTANTS:

@@ -6,6 +6,11 @@ set with any error is refused as a whole and the last good set keeps running, th
 error (`file:line: message`) logged and shown on `/readyz` and `GET /v1/contracts`.
 An unchanged set (same version) is not swapped.
 
+Nothing in the folder can stop the process: `reload()` never raises (whatever goes
+wrong while loading, a bug included, refuses the new set, logged once), and `watch()`
+never gives up: while the folder is away the error says so, and once a folder is there
+again (the same, or another, as when a checkout swaps it) it is watched and reloaded.
+
 Each process publishes the version it runs in Redis (`<ns>:contracts:loaded`, a hash
 process -> {version, loaded_at}), so several workers can be seen converging; a process
 that still runs another version than the newest one loaded anywhere says so in its log.
@@ -14,13 +19,18 @@ that still runs another version than the newest one loaded anywhere says so in i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from broker.audit import AuditTrail
 from broker.errors import ConfigError
 from broker.runtime import Contracts, Runtime, load_checked
 from broker.state.util import text
@@ -47,6 +57,8 @@ class ContractsHolder:
         self._listeners: list[Callable[[Contracts], None]] = []
         self._after: list[Callable[[Contracts], Awaitable[None]]] = []
         self._lock = asyncio.Lock()
+        self._watch_error: str | None = None
+        self.audit = AuditTrail(runtime.redis, runtime.store.keys)
 
     def on_swap(self, listener: Callable[[Contracts], None]) -> None:
         self._listeners.append(listener)
@@ -70,28 +82,50 @@ class ContractsHolder:
         raw: Any = await self.runtime.redis.hgetall(self._key)
         return {text(k): json.loads(v) for k, v in raw.items()}
 
-    async def reload(self, why: str) -> ReloadResult:
-        """Load and check the folder; swap the set in only if all of it is good."""
+    async def reload(self, why: str, actor: str = "system", via: str = "watch") -> ReloadResult:
+        """Load and check the folder; swap the set in only if all of it is good. The
+        audit trail records it when it changed or refused anything, and always when
+        someone asked for it (an `actor` other than Baton itself)."""
+        result = await self._reload(why)
+        outcome = "refused" if result.error else "changed" if result.changed else "unchanged"
+        if actor != "system" or outcome != "unchanged":
+            await self.audit.record(actor, "contracts.reload", result.version, outcome,
+                                    detail=result.error or why, via=via)  # fmt: skip
+        return result
+
+    async def _reload(self, why: str) -> ReloadResult:
         async with self._lock:
             try:
                 fresh = await asyncio.to_thread(load_checked, self.runtime.settings)
-            except ConfigError as exc:
-                self.error = str(exc)
-                log.error("contracts reload (%s) refused; still running version %s:\n%s",
-                          why, self.current.version, exc)  # fmt: skip
-                return ReloadResult(self.current.version, False, self.error)
+            except Exception as exc:  # a bug, or MemoryError, too: the last good set runs on
+                return self._refuse(why, exc)
             self.error = None
             if fresh.version == self.current.version:
                 return ReloadResult(fresh.version, False)
             old, self.current, self.loaded_at = self.current.version, fresh, datetime.now(UTC)
-            for listener in self._listeners:
-                listener(fresh)
-            await self.publish()
-            log.info("contracts reloaded (%s): version %s -> %s, %d contracts",
-                     why, old, fresh.version, len(fresh.by_name()))  # fmt: skip
-            for hook in self._after:
-                await hook(fresh)
+            try:
+                await self._announce(why, old, fresh)
+            except Exception:  # the new set is live; only telling about it failed
+                log.exception("contracts %s are live, but announcing them failed", fresh.version)
             return ReloadResult(fresh.version, True)
+
+    def _refuse(self, why: str, exc: Exception) -> ReloadResult:
+        expected = isinstance(exc, ConfigError)
+        error = str(exc) if expected else f"contracts reload failed: {type(exc).__name__}: {exc}"
+        if error != self.error:  # once, not at each retry while the folder stays as it is
+            log.error("contracts reload (%s) refused; still running version %s:\n%s",
+                      why, self.current.version, error, exc_info=not expected)  # fmt: skip
+        self.error = error
+        return ReloadResult(self.current.version, False, error)
+
+    async def _announce(self, why: str, old: str, fresh: Contracts) -> None:
+        for listener in self._listeners:
+            listener(fresh)
+        await self.publish()
+        log.info("contracts reloaded (%s): version %s -> %s, %d contracts",
+                 why, old, fresh.version, len(fresh.by_name()))  # fmt: skip
+        for hook in self._after:
+            await hook(fresh)
 
     async def check_lag(self) -> str | None:
         """The newest version any process loaded, when this one runs another."""
@@ -105,25 +139,51 @@ class ContractsHolder:
 
     async def watch(self, stop: asyncio.Event) -> None:
         """Reload when a file under the folder changes; warn while lagging behind."""
-        from watchfiles import awatch  # noqa: PLC0415 - only the long-running parts need it
-
         await self.publish()
-        folder = self.runtime.settings.contracts
         lag_task = asyncio.create_task(self._lag_loop(stop))
+        watched = _identity(self.runtime.settings.contracts)
         try:
             while not stop.is_set():
-                try:
-                    async for changes in awatch(folder, stop_event=stop, debounce=200, step=50,
-                                                ignore_permission_denied=True):  # fmt: skip
-                        names = sorted({path.rsplit("/", 1)[-1] for _, path in changes})
-                        await self.reload(f"changed: {', '.join(names[:5])}")
-                except Exception as exc:  # the folder went away (a checkout swapped it)
-                    log.warning("watching %s stopped (%s); watching again", folder, exc)
-                    await asyncio.sleep(1)
-                    await self.reload("folder watched again")
+                watched = await self._watch_folder(stop, watched)
         finally:
             lag_task.cancel()
             await self.forget()
+
+    async def _watch_folder(self, stop: asyncio.Event, known: _Identity | None) -> _Identity | None:
+        """Watch the folder as long as it is the one it was when the watch began, and
+        return that one (None: none was watched, so whatever comes next is reloaded)."""
+        from watchfiles import awatch  # noqa: PLC0415 - only the long-running parts need it
+
+        folder = self.runtime.settings.contracts
+        now = _identity(folder)
+        if now is None:  # away: the last reload's error says so
+            await _pause(stop, 1)
+            return None
+        why = None if now == known else "folder watched again"
+        try:
+            # A yield each second, changes or not: the first tells that the watch is on
+            # (so a reload then misses nothing), each one is a chance to see the folder gone.
+            async for changes in awatch(folder, stop_event=stop, debounce=200, step=50,
+                                        rust_timeout=1000, yield_on_timeout=True,
+                                        ignore_permission_denied=True):  # fmt: skip
+                self._watch_error = None
+                why = _changed(changes) if changes else why
+                if why is not None:
+                    await self.reload(why)
+                    why = None
+                if _identity(folder) != now:
+                    break
+        except Exception as exc:  # watchfiles gave up on it: a moment, then again
+            self._watch_failed(folder, exc)
+            await _pause(stop, 1)
+            return None
+        return now
+
+    def _watch_failed(self, folder: Path, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        if error != self._watch_error:  # once, not every second
+            log.warning("watching %s stopped (%s); watching again", folder, error)
+        self._watch_error = error
 
     async def _lag_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -138,3 +198,25 @@ class ContractsHolder:
                 await asyncio.wait_for(stop.wait(), timeout=10)
             except TimeoutError:
                 continue
+
+
+# A folder is the one watched while its device and inode stay; another in its place is not.
+_Identity = tuple[int, int]
+
+
+def _identity(folder: Path) -> _Identity | None:
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
+
+
+def _changed(changes: set[tuple[Any, str]]) -> str:
+    names = sorted({path.rsplit("/", 1)[-1] for _, path in changes})
+    return f"changed: {', '.join(names[:5])}"
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
