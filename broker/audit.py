@@ -55,8 +55,8 @@ class AuditTrail:
         entry = {"at": datetime.now(UTC).isoformat(), "actor": actor, "action": action,
                  "subject": subject, "outcome": outcome, "detail": detail[:2000], "via": via,
                  "remote": remote}  # fmt: skip
-        log.info("audit: %s %s %s -> %s%s", actor, action, subject or "-", outcome,
-                 f" ({detail})" if detail else "")  # fmt: skip
+        # The detail (a reload's error, say) is the action's own log line already.
+        log.info("audit: %s %s %s -> %s", actor, action, subject or "-", outcome)
         try:
             await self.redis.xadd(self.keys.audit, entry, maxlen=AUDIT_KEPT, approximate=True)  # type: ignore[arg-type]
         except Exception:  # the action is done; its line in the log is the record

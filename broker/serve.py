@@ -81,7 +81,7 @@ async def serve(
     reloads: set[asyncio.Task[ReloadResult]] = set()
 
     def on_hup() -> None:
-        task = asyncio.ensure_future(holder.reload("SIGHUP"))
+        task = asyncio.ensure_future(holder.reload("SIGHUP", "sighup", via="signal"))
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 

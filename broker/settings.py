@@ -206,6 +206,18 @@ class AlertSink(_Strict):
     secret: SecretStr | None = None
 
 
+class ContractLimits(_Strict):
+    """What loading the contracts folder may cost (broker.contracts.loader.LoadLimits):
+    each refused with a `file:line` error naming it."""
+
+    max_file_bytes: int = Field(1 << 20, ge=1024)
+    max_folder_bytes: int = Field(64 << 20, ge=1024)
+    max_contracts: int = Field(50_000, ge=1)
+    max_values: int = Field(100_000, ge=100)
+    max_folder_values: int = Field(2_000_000, ge=100)
+    max_depth: int = Field(64, ge=8, le=200)
+
+
 class CheckSettings(_Strict):
     """Rules a team adds on top of the contract format, for `baton check` and every load
     (a live reload included, so a set that breaks them is refused as a whole)."""
@@ -260,6 +272,7 @@ class Settings(BaseSettings):
     # Per-owner sinks: alerts about a contract go to its owner's, else to `alerts`.
     owners: dict[str, OwnerSettings] = {}
     check: CheckSettings = CheckSettings()
+    contract_limits: ContractLimits = ContractLimits()
     retry: RetrySettings = RetrySettings()
     auth: Literal["on", "off"] = "on"
     # The events stream's backlog limit: past it, ingestion answers 429.

@@ -109,3 +109,28 @@ def test_the_version_is_the_git_commit_and_dirty_when_changed(cluster: Cluster) 
     wait_until(lambda: sink.distinct_keys() == {"baton:b_report:2026-10-01:0"})
     rows = cluster.cli("triggers", "--json").stdout
     assert f'"contract_version": "{commit}-dirty-' in rows
+
+
+def audit(cluster: Cluster) -> list[dict[str, str]]:
+    entries: list[dict[str, str]] = httpx.get(cluster.api + "/v1/audit", timeout=5).json()["audit"]
+    return entries
+
+
+def test_every_reload_that_changes_or_refuses_and_every_asked_for_reload_is_audited(
+    cluster: Cluster,
+) -> None:
+    _, folder = start(cluster)
+    (folder / "b.yaml").write_text(B)
+    wait_until(lambda: any(e["outcome"] == "changed" for e in audit(cluster)))
+    (folder / "b.yaml").write_text(BROKEN)
+    wait_until(lambda: any(e["outcome"] == "refused" for e in audit(cluster)))
+    asked = httpx.post(cluster.api + "/v1/contracts/reload", timeout=10)
+    assert asked.status_code == 422  # still broken: refused, and said so
+    watched = [e for e in audit(cluster) if e["via"] == "watch"]
+    assert [(e["actor"], e["action"], e["outcome"]) for e in watched[-2:]] == [
+        ("system", "contracts.reload", "refused"),
+        ("system", "contracts.reload", "changed"),
+    ]
+    [http] = [e for e in audit(cluster) if e["via"] == "http"]
+    assert (http["actor"], http["outcome"]) == ("anonymous", "refused")
+    assert "unknown target 'nowhere'" in http["detail"]

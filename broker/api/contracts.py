@@ -70,16 +70,7 @@ async def reload_contracts(request: Request) -> Response:
     holder = getattr(request.app.state, "holder", None)
     if holder is None:
         return problem(409, "Not reloadable", "this process was started without a reloader")
-    result = await holder.reload("POST /v1/contracts/reload")
-    outcome = "refused" if result.error else "changed" if result.changed else "unchanged"
-    await request.app.state.audit.record(
-        actor(request),
-        "contracts.reload",
-        result.version,
-        outcome,
-        detail=result.error or "",
-        via="http",
-    )
+    result = await holder.reload("POST /v1/contracts/reload", actor(request), via="http")
     if result.error:
         lines = result.error.splitlines()[1:] or [result.error]
         return problem(422, "Contracts rejected", f"still running version {result.version}",

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from broker.contracts.loader import ContractSet, LoadedContract, dotted, load_contracts
+from broker.contracts.loader import (
+    DEFAULT_LIMITS,
+    ContractSet,
+    LoadedContract,
+    LoadLimits,
+    dotted,
+    load_contracts,
+)
 from broker.contracts.model import (
     TRIGGER_KINDS,
     AllOf,
@@ -62,6 +69,7 @@ def check_configured(
         target_kinds(settings),
         require_owner=settings.check.require_owner,
         owners=settings.owners.keys(),
+        limits=LoadLimits(**settings.contract_limits.model_dump()),
     )
     environ = os.environ if env is None else env
     errors += secret_problems(contract_set, settings.contract_env, environ)
@@ -75,10 +83,11 @@ def check_contracts(
     *,
     require_owner: bool = False,
     owners: Collection[str] = (),
+    limits: LoadLimits = DEFAULT_LIMITS,
 ) -> tuple[ContractSet, list[ContractError]]:
     """Load and check `folder`; `targets` maps each configured target name to its kind,
     `owners` names the configured owners."""
-    contract_set, errors = load_contracts(folder)
+    contract_set, errors = load_contracts(folder, limits)
     errors += check_set(contract_set, targets)
     if require_owner:
         errors += [e for c in contract_set.contracts for e in _owner(c, owners)]
@@ -277,22 +286,23 @@ def _cycles(contract_set: ContractSet) -> list[ContractError]:
 
 
 def _find_cycle(edges: Mapping[str, list[str]]) -> list[str]:
+    """A cycle in `edges`, or []: depth first with a stack of its own, since a chain
+    of thousands of contracts would go deeper than Python recurses."""
     state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str]:
-        state[node] = 1
-        path.append(node)
-        for nxt in edges.get(node, []):
-            if state.get(nxt) == 1:
-                return [*path[path.index(nxt) :], nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        path.pop()
-        state[node] = 2
-        return []
-
     for start in sorted(edges):
-        if start not in state and (found := visit(start)):
-            return found
+        if start in state:
+            continue
+        path, stack = [start], [iter(edges.get(start, []))]
+        state[start] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(edges.get(nxt, [])))
     return []
