@@ -19,7 +19,7 @@ CONTRACT = """
 name: report
 partitioned: daily
 when: {all_of: [warehouse.orders, warehouse.fx]}
-trigger: {target: hook, headers: {Authorization: "Bearer ${REPORT_HOOK_TOKEN:-literal-default}"}}
+trigger: {target: hook}
 """
 TOKENS = {
     "producer": "tok-producer",

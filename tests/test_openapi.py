@@ -25,7 +25,7 @@ when: {all_of: [warehouse.orders, warehouse.fx_rates]}
 trigger: {target: hook}
 """
 ADMIN = "fuzz-admin-token"
-EXAMPLES = 40  # per operation: about 2,000 requests in all, a couple of minutes here
+EXAMPLES = 150  # per operation: about 2,500 requests in all, under a minute here
 
 
 @pytest.fixture(scope="module")
