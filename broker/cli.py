@@ -216,28 +216,34 @@ def _meta(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--redis-url", help="publish straight to Redis instead of over HTTP")
 @click.option("--token", envvar="BATON_TOKEN", help="producer token (env BATON_TOKEN)")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--strict", is_flag=True, help="exit 1 when the event feeds no contract, or "
+              "cannot feed one that reads its dataset (Baton keeps it all the same)")  # fmt: skip
 @click.pass_context
 def publish(ctx: click.Context, dataset: str, partition: str | None, status: str,
             meta: tuple[str, ...], event_id: str | None, producer: str, url: str | None,
-            redis_url: str | None, token: str | None, as_json: bool) -> None:  # fmt: skip
-    """Publish one dataset-completion event."""
-    from broker.client import BatonClient  # noqa: PLC0415
+            redis_url: str | None, token: str | None, as_json: bool,
+            strict: bool) -> None:  # fmt: skip
+    """Publish one dataset-completion event, and say which contracts it feeds."""
+    from broker.client import BatonClient, Unrouted  # noqa: PLC0415
 
     settings = _settings(ctx)
+    if strict and redis_url:
+        raise click.UsageError("--strict needs Baton's API, which knows the contracts, "
+                               "not --redis-url")  # fmt: skip
     target = {"redis_url": redis_url} if redis_url else {"url": url or _api_url(settings)}
-    with BatonClient(**target, token=token, namespace=settings.namespace) as client:
+    unrouted = None
+    with BatonClient(**target, token=token, namespace=settings.namespace, strict=strict) as client:
         try:
             result = client.publish(dataset, partition, status=status, metadata=_meta(meta),
                                     event_id=event_id, producer=producer)  # fmt: skip
+        except Unrouted as exc:  # accepted all the same: say where it went, then fail
+            result, unrouted = exc.result, exc
         except BatonError as exc:
             raise click.ClickException(str(exc)) from exc
-    if as_json:
-        click.echo(json.dumps(result.as_dict()))
-    else:
-        for event_id_ in result.accepted:
-            click.echo(f"accepted {event_id_}")
-        for event_id_ in result.duplicates:
-            click.echo(f"duplicate {event_id_} (already accepted before)")
+    click.echo(json.dumps(result.as_dict()) if as_json else "\n".join(result.lines()))
+    if unrouted is not None:
+        click.echo(f"--strict: {unrouted}", err=True)
+        ctx.exit(1)
 
 
 def _api_url(settings: Settings) -> str:

@@ -7,6 +7,15 @@
 Every event gets its `event_id` before the first attempt, so a retry (ours, or the
 caller's) can never publish it twice. `AsyncBatonClient` is the same, for asyncio code.
 
+Over HTTP the answer says where each event goes (`result.routes`: the contracts it
+feeds, and those reading its dataset that it cannot, with the reason). With
+`strict=True` an event that feeds nothing, or cannot feed a contract reading its
+dataset, raises `Unrouted` once Baton has the events: they are facts, so they are kept.
+
+    PublishError         Baton refused the events (`problem`: its RFC 9457 answer)
+    ├── BatonUnavailable not reachable, or busy, through every attempt
+    └── Unrouted         strict: accepted, but not every event goes where it is read
+
 Over HTTP the client needs only httpx and pydantic, so it also runs inside an
 orchestrator's environment (`pip install --no-deps baton httpx`); redis is imported
 only for `redis_url=`.
@@ -27,7 +36,7 @@ from pydantic import ValidationError
 
 from broker.errors import BacklogFull, BatonError, EventRejected
 from broker.events import Encoded, Event, encode, field_errors
-from broker.ingest import IngestResult, ingest_encoded
+from broker.ingest import EventRoute, IngestResult, ingest_encoded
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -41,7 +50,8 @@ _IN_FLIGHT = 4
 
 
 class PublishError(BatonError):
-    """Baton refused the events; `problem` holds its RFC 9457 answer when there is one."""
+    """Baton refused the events (or, `Unrouted`, took them but not where they are read);
+    `problem` holds its RFC 9457 answer when there is one."""
 
     def __init__(self, message: str, problem: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -50,6 +60,31 @@ class PublishError(BatonError):
 
 class BatonUnavailable(PublishError):
     """Baton could not be reached (or stayed busy) through every attempt."""
+
+
+class Unrouted(PublishError):
+    """Strict publishing: Baton accepted the events (and keeps them), but `reasons` say
+    which feed no contract, or cannot feed one that reads their dataset."""
+
+    def __init__(self, result: IngestResult, reasons: list[str]) -> None:
+        shown = "; ".join(reasons[:5]) + (
+            f"; and {len(reasons) - 5} more" if len(reasons) > 5 else ""
+        )
+        super().__init__(f"accepted, but not routed: {shown}")
+        self.result = result
+        self.reasons = reasons
+
+
+def check_routes(result: IngestResult) -> None:
+    """Raise Unrouted unless every event of `result` feeds every contract that reads its
+    dataset (and at least one); an answer without routes cannot tell, so it raises too."""
+    if result.routes is None:
+        reasons = ["the answer does not say which contracts the events feed (a Baton "
+                   "older than strict publishing, or straight to Redis)"]  # fmt: skip
+    else:
+        reasons = result.unrouted()
+    if reasons:
+        raise Unrouted(result, reasons)
 
 
 class _Retryable(Exception):
@@ -116,11 +151,15 @@ class AsyncBatonClient:
         namespace: str = "baton",
         timeout: float = 10.0,
         attempts: int = 5,
+        strict: bool = False,
     ) -> None:
         if (url is None) == (redis_url is None):
             raise ValueError("give exactly one of url= or redis_url=")
+        if strict and redis_url:
+            raise ValueError("strict=True needs url=: only Baton's API knows the contracts")
         self.url = url.rstrip("/") if url else None
         self.attempts = attempts
+        self.strict = strict
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(timeout=timeout, headers=headers) if url else None
         self._redis: Redis | None = None
@@ -139,10 +178,15 @@ class AsyncBatonClient:
     async def publish(
         self, dataset: str, partition: str | None = None, **fields: Any
     ) -> IngestResult:
-        return await self.publish_many([make_event(dataset, partition, **fields)])
+        try:
+            event = make_event(dataset, partition, **fields)
+        except ValidationError as exc:  # as publish_many says it: EventRejected
+            raise EventRejected(field_errors(exc, "")) from exc
+        return await self.publish_many([event])
 
     async def publish_many(self, events: Iterable[EventLike]) -> IngestResult:
-        """Publish events in chunks of 1,000; returns accepted and duplicate ids."""
+        """Publish events in chunks of 1,000; returns accepted and duplicate ids, and
+        over HTTP where each event goes. Strict: raises Unrouted after Baton has them."""
         prepared = _prepare(events)
         chunks = [prepared[i : i + _CHUNK] for i in range(0, len(prepared), _CHUNK)]
         # A few chunks in flight at once, so encoding one overlaps sending another.
@@ -152,10 +196,16 @@ class AsyncBatonClient:
             async with gate:
                 return await self._retrying(lambda: self._send(chunk))
 
-        result = IngestResult()
-        for part in await asyncio.gather(*(send(c) for c in chunks)):
+        parts = await asyncio.gather(*(send(c) for c in chunks))
+        routed = all(part.routes is not None for part in parts)
+        result = IngestResult(routes=[] if routed else None)
+        for part in parts:
             result.accepted.extend(part.accepted)
             result.duplicates.extend(part.duplicates)
+            if result.routes is not None and part.routes is not None:
+                result.routes.extend(part.routes)
+        if self.strict:
+            check_routes(result)
         return result
 
     async def _send(self, events: list[Encoded]) -> IngestResult:
@@ -187,7 +237,8 @@ class AsyncBatonClient:
                 f"HTTP {response.status_code}: {problem.get('detail', response.text)}", problem
             )
         data = response.json()
-        return IngestResult(accepted=data["accepted"], duplicates=data["duplicates"])
+        routes = [EventRoute.from_dict(r) for r in data["routes"]] if "routes" in data else None
+        return IngestResult(data["accepted"], data["duplicates"], routes)
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         for attempt in range(1, self.attempts + 1):
@@ -227,8 +278,8 @@ class BatonClient:
     code), it runs its loop on a helper thread instead of failing."""
 
     def __init__(self, url: str | None = None, **kwargs: Any) -> None:
+        self._client = AsyncBatonClient(url, **kwargs)  # first: if it refuses, no loop leaks
         self._loop = asyncio.new_event_loop()
-        self._client = AsyncBatonClient(url, **kwargs)
 
     def publish(self, dataset: str, partition: str | None = None, **fields: Any) -> IngestResult:
         return self._run(self._client.publish(dataset, partition, **fields))

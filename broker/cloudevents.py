@@ -8,16 +8,19 @@
 The data is a Baton event (`dataset`, `partition`, `status`, `metadata`, ...). What it
 leaves out comes from the envelope: `event_id` is `<source>/<id>` (CloudEvents makes
 source + id unique, so a resent CloudEvent publishes once), `occurred_at` is `time`,
-`producer` is `source`.
+`producer` is `source`. Each attribute read is checked for its type (`id: 5`, `time:
+0`, `data: [1]` are refused, naming the attribute as the sender wrote it).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from broker.errors import EventRejected
 from broker.events import Event, parse_events
+from broker.strict_json import shown
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -54,26 +57,41 @@ def read_cloudevents(data: Any, headers: Mapping[str, str], max_batch: int) -> l
         raise EventRejected(errors)
     try:
         return parse_events({"events": events}, max_batch)
-    except EventRejected as exc:  # name each field as the sender wrote it: under data
-        raise EventRejected([(_under_data(f, envelopes), m) for f, m in exc.errors]) from exc
+    except EventRejected as exc:  # name each field as the sender wrote it
+        raise EventRejected([(_as_sent(f, envelopes), m) for f, m in exc.errors]) from exc
 
 
-def _under_data(field: str, envelopes: list[tuple[str, Any]]) -> str:
-    """`events[1].status` -> `[1].data.status` (batch) or `data.status` (one event)."""
-    index, _, rest = field.removeprefix("events[").partition("].")
+# The event's fields that the envelope fills in when the data leaves them out.
+_FROM_ENVELOPE = {"event_id": "id", "producer": "source", "occurred_at": "time"}
+
+
+def _as_sent(field: str, envelopes: list[tuple[str, Any]]) -> str:
+    """`events[1].status` -> `[1].data.status` (batch), `data.status` (structured) or
+    `status` (binary); `events[0].occurred_at` -> `time` (`ce-time`) when the envelope
+    gave it."""
+    index, _, rest = field.removeprefix("events[").partition("]")
     if not index.isdigit() or int(index) >= len(envelopes):
         return field
-    where = envelopes[int(index)][0]
-    return f"{'' if where == 'ce-' else where}data.{rest}"
+    where, envelope = envelopes[int(index)]
+    rest = rest.removeprefix(".")
+    name = re.split(r"[.\[]", rest, maxsplit=1)[0]
+    if name in _FROM_ENVELOPE and name not in envelope["data"]:
+        return f"{where}{_FROM_ENVELOPE[name]}"
+    if where == "ce-":  # binary mode: the body is the data, named as for any event
+        return rest or "body"
+    return f"{where}data" + (f".{rest}" if rest else "")
 
 
 def _event(envelope: Any, where: str) -> dict[str, Any]:
     if not isinstance(envelope, dict):
         raise EventRejected([(where.rstrip(".") or "body", "expected a CloudEvent object")])
-    problems = [(f"{where}{name}", "required") for name in _REQUIRED if not envelope.get(name)]
+    problems = [(f"{where}{name}", why) for name in _REQUIRED
+                if (why := _attribute_problem(envelope.get(name), required=True))]  # fmt: skip
     if envelope.get("specversion") != "1.0":
-        got = envelope.get("specversion")
-        problems.append((f"{where}specversion", f"must be '1.0', got {got!r}"))
+        got = shown(repr(envelope.get("specversion")))
+        problems.append((f"{where}specversion", f"must be '1.0', got {got}"))
+    if why := _attribute_problem(envelope.get("time"), required=False):
+        problems.append((f"{where}time", why))
     data = envelope.get("data")
     if not isinstance(data, dict):
         problems.append((f"{where}data", "must be a Baton event object (with dataset)"))
@@ -82,7 +100,13 @@ def _event(envelope: Any, where: str) -> dict[str, Any]:
     assert isinstance(data, dict)
     event = dict(data)
     event.setdefault("event_id", f"{envelope['source']}/{envelope['id']}")
-    event.setdefault("producer", str(envelope["source"])[:256])
+    event.setdefault("producer", envelope["source"][:256])
     if envelope.get("time"):
         event.setdefault("occurred_at", envelope["time"])
     return event
+
+
+def _attribute_problem(value: Any, required: bool) -> str | None:
+    if value is None or value == "":
+        return "required" if required else None
+    return None if isinstance(value, str) else f"must be a string, got {shown(repr(value))}"

@@ -1,8 +1,10 @@
 """Dataset-completion events: the one shape every way in ends up as.
 
 An `Event` is what a producer says ("dataset D, partition P, finished with status S at
-time T"); `parse_events` turns a request body into events or a list of precise field
-errors; `encode`, `wire` and `from_wire` are the stream's encoding (one compact JSON field).
+time T"); `parse_events` turns a request body (read by `broker.strict_json`) into
+events or a list of precise field errors; `encode`, `wire` and `from_wire` are the
+stream's encoding (one compact JSON field). Metadata from Python (the client) is held to
+the strict JSON rules too, and nests at most MAX_METADATA_DEPTH levels.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from broker.errors import EventRejected
+from broker.strict_json import path_text, problems, suspect
 
 MAX_METADATA_BYTES = 64 * 1024
-_DATASET = re.compile(r"^[\x20-\x7e\u00a0-\U0010ffff]{1,256}$")
+MAX_METADATA_DEPTH = 32  # levels of objects and arrays; the stream's serializer stops near 255
+# Printable characters, lone surrogates (U+D800-U+DFFF) left out.
+_TEXT = r"\x20-\x7e\u00a0-\ud7ff\ue000-\U0010ffff"
+_DATASET = re.compile(f"^[{_TEXT}]{{1,256}}$")
 _PARTITION = re.compile(r"^[\x21-\x7e]{1,128}$")
-_EVENT_ID = re.compile(r"^[\x20-\x7e\u00a0-\U0010ffff]{1,512}$")
+_EVENT_ID = re.compile(f"^[{_TEXT}]{{1,512}}$")
 
 
 class Event(BaseModel):
@@ -69,7 +75,17 @@ class Event(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
-        size = len(json.dumps(value, separators=(",", ":")).encode())
+        # Metadata from Python (the client) has not been through `read_body`: the same
+        # rules, walked only when its JSON text gives cause.
+        try:
+            text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            text = ""
+        if not text or suspect(text, MAX_METADATA_DEPTH):
+            found = problems(value, MAX_METADATA_DEPTH, "metadata")
+            if found or not text:
+                raise ValueError("; ".join(f"{at}: {why}" for at, why in found) or "is not JSON")
+        size = len(text.encode())
         if size > MAX_METADATA_BYTES:
             raise ValueError(f"is {size} bytes; at most {MAX_METADATA_BYTES} are allowed")
         return value
@@ -126,8 +142,7 @@ def _validate_all(raw: list[dict[str, Any]], prefix: str) -> list[Event]:
 def field_errors(exc: ValidationError, prefix: str) -> list[tuple[str, str]]:
     out = []
     for err in exc.errors():
-        field = prefix + ".".join(str(p) for p in err["loc"])
-        out.append((field.rstrip(".") or "body", err["msg"]))
+        out.append((path_text(prefix.rstrip("."), err["loc"]) or "body", err["msg"]))
     return out
 
 

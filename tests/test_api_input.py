@@ -133,7 +133,8 @@ async def test_duplicate_event_ids_are_reported_not_added(api: Api) -> None:
     batch = {"events": [{"dataset": "d", "event_id": "x"}, {"dataset": "d", "event_id": "x"}]}
     answer = await client.post("/v1/events", json=batch)
     assert answer.status_code == 202
-    assert answer.json() == {"accepted": ["x"], "duplicates": ["x"]}
+    body = answer.json()
+    assert (body["accepted"], body["duplicates"]) == (["x"], ["x"])
     assert await stream_length(runtime) == 1
 
 

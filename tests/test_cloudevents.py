@@ -59,7 +59,11 @@ def test_a_batch_and_a_resent_cloud_event(running: tuple[Cluster, Sink]) -> None
     assert answer.status_code == 202
     assert len(answer.json()["accepted"]) == 3
     again = send(cluster, headers, json.dumps(batch[:1]))
-    assert again.json() == {"accepted": [], "duplicates": ["urn:etl:loader/b-0"]}
+    assert again.json() == {
+        "accepted": [],
+        "duplicates": ["urn:etl:loader/b-0"],
+        "routes": [{"event_id": "urn:etl:loader/b-0", "feeds": ["report"], "cannot": []}],
+    }
 
 
 def test_missing_attributes_and_bad_data_are_named(running: tuple[Cluster, Sink]) -> None:

@@ -31,6 +31,12 @@ trigger: {target: hook}
 """
 
 
+ROUTED = [
+    {"event_id": "o1", "feeds": ["daily_report"], "cannot": []},
+    {"event_id": "f1", "feeds": ["daily_report"], "cannot": []},
+]
+
+
 def publish(cluster: Cluster, *events: dict[str, object]) -> httpx.Response:
     body = events[0] if len(events) == 1 else {"events": list(events)}
     return httpx.post(cluster.api + "/v1/events", json=body, timeout=10)
@@ -54,7 +60,7 @@ def test_two_inputs_for_the_same_day_trigger_once(running: tuple[Cluster, Sink])
         {"dataset": "warehouse.fx_rates", "partition": "2026-11-23", "event_id": "f1"},
     )  # fmt: skip
     assert answer.status_code == 202
-    assert answer.json() == {"accepted": ["o1", "f1"], "duplicates": []}
+    assert answer.json() == {"accepted": ["o1", "f1"], "duplicates": [], "routes": ROUTED}
     deliveries = wait_until(sink.deliveries)
     assert len(deliveries) == 1
     delivery = deliveries[0]
@@ -81,7 +87,7 @@ def test_the_same_inputs_again_do_not_trigger_again(running: tuple[Cluster, Sink
     publish(cluster, *events)
     wait_until(sink.deliveries)
     again = publish(cluster, *events)
-    assert again.json() == {"accepted": [], "duplicates": ["o1", "f1"]}
+    assert again.json() == {"accepted": [], "duplicates": ["o1", "f1"], "routes": ROUTED}
     # A fresh event afterwards is matched, so the worker is past the duplicates.
     publish(cluster, {"dataset": "feeds.a", "partition": "2026-11-23"})
     wait_until(lambda: len(sink.deliveries()) == 2)

@@ -86,7 +86,7 @@ def test_start_is_ignored_and_fail_is_a_failed_event(running: tuple[Cluster, Sin
     cluster, sink = running
     run_id = str(uuid.uuid4())
     start = post(cluster, run_event(RunState.START, [orders()], run_id))
-    assert start.json() == {"accepted": [], "duplicates": [], "ignored": 1}
+    assert start.json() == {"accepted": [], "duplicates": [], "ignored": 1, "routes": []}
     fail = post(cluster, run_event(RunState.FAIL, [orders()], run_id))
     assert fail.status_code == 202 and len(fail.json()["accepted"]) == 1
     report = json.loads(cluster.cli("explain", "orders_report", "2026-11-23", "--json").stdout)

@@ -13,12 +13,18 @@ When Baton cannot be reached, the events go to a spool folder and a warning is l
 the user's task does not fail unless `required` is set. The spool is sent, oldest first,
 before the next publish from the same machine, or with `baton spool flush`.
 
+Baton's answer says where each event goes. An event that feeds no contract, or cannot
+feed one that reads its dataset (a partition key of the wrong shape, say), is logged as
+a warning; with `strict` the task fails (`Unrouted`), like `required`, though Baton has
+kept the event: it is a fact, and a later contract may read it.
+
 Settings, from the environment unless given:
 
     BATON_URL        Baton's API (http://127.0.0.1:8000)
     BATON_TOKEN      a producer token
     BATON_SPOOL_DIR  where undeliverable events wait (~/.baton/spool)
     BATON_REQUIRED   "true": fail the task when its events cannot be delivered
+    BATON_STRICT     "true": fail the task when an event goes nowhere it is read
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker.client import BatonClient, BatonUnavailable, PublishError, make_event
+from broker.client import BatonClient, BatonUnavailable, PublishError, check_routes, make_event
 from broker.events import Event
+from broker.ingest import IngestResult
 
 log = logging.getLogger("baton.publish")
 
@@ -56,13 +63,30 @@ def stable_event_id(*parts: object) -> str:
 
 @dataclass
 class Outcome:
-    """What happened to one publish: sent (accepted or duplicate), spooled, or refused."""
+    """What happened to one publish: sent (accepted or duplicate), spooled, or refused;
+    `unrouted`: why sent events feed nothing, or not every contract reading them."""
 
     accepted: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     spooled: list[str] = field(default_factory=list)
     refused: str | None = None
     flushed: int = 0
+    unrouted: list[str] = field(default_factory=list)
+
+
+def settle_routes(outcome: Outcome, result: IngestResult, strict: bool) -> None:
+    """Note in `outcome`, and as a warning, the events that go nowhere they are read;
+    when `strict`, raise Unrouted (after Baton has kept them), failing the task."""
+    outcome.unrouted = result.unrouted()
+    if outcome.unrouted:
+        log.warning("Baton accepted the events, but not every one is routed: %s",
+                    "; ".join(outcome.unrouted))  # fmt: skip
+    if strict:
+        check_routes(result)
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
 
 
 class Spool:
@@ -120,6 +144,7 @@ class Publisher:
         token: str | None = None,
         spool_dir: str | Path | None = None,
         required: bool | None = None,
+        strict: bool | None = None,
         attempts: int = 4,
         timeout: float = 5.0,
         producer: str | None = None,
@@ -129,9 +154,8 @@ class Publisher:
         self.token = token or env.get("BATON_TOKEN") or None
         folder = spool_dir or env.get("BATON_SPOOL_DIR") or Path.home() / ".baton" / "spool"
         self.spool = Spool(Path(folder).expanduser())
-        if required is None:
-            required = env.get("BATON_REQUIRED", "").lower() in ("1", "true", "yes")
-        self.required = required
+        self.required = _flag("BATON_REQUIRED") if required is None else required
+        self.strict = _flag("BATON_STRICT") if strict is None else strict
         self.attempts = attempts
         self.timeout = timeout
         self.producer = producer
@@ -151,13 +175,15 @@ class Publisher:
         )  # fmt: skip
 
     def publish(self, events: Sequence[Event]) -> Outcome:
-        """Deliver `events`; never raises on an outage or a refusal unless `required`."""
+        """Deliver `events`; never raises on an outage or a refusal unless `required`,
+        nor on events that go nowhere unless `strict` (Unrouted)."""
         outcome = Outcome()
         if not events:
             return outcome
         client = BatonClient(
             self.url, token=self.token, attempts=self.attempts, timeout=self.timeout
         )
+        result = None
         try:
             outcome.flushed = self.spool.flush(client)
             result = client.publish_many(events)
@@ -178,6 +204,8 @@ class Publisher:
                 raise
         finally:
             client.close()
+        if result is not None:
+            settle_routes(outcome, result, self.strict)
         return outcome
 
 

@@ -14,10 +14,11 @@ Metadata rides on Airflow's own outlet events, so the task code stays plain Airf
         outlet_events[orders].extra = {"row_count": 12345}
 
 A task that wants to publish by itself (another dataset, at a point of its choosing, or
-failing when Baton cannot be reached) calls the helper:
+failing when Baton cannot be reached, or when its event feeds no contract) calls the
+helper:
 
     from adapters.publish.airflow import publish
-    publish("warehouse.orders", metadata={"row_count": n}, required=True)
+    publish("warehouse.orders", metadata={"row_count": n}, required=True, strict=True)
 
 The partition is the run's `partition_key` (Airflow >= 3.2, and keys added with
 `outlet_events[asset].add_partitions`), else the data interval's start written at the
@@ -29,8 +30,10 @@ A run with no data interval (a manual run without a logical date) publishes no p
 The event id is `airflow/<dag>/<run>/<task>[/<map index>]/<dataset>[/<partition>]`: a
 retried or cleared task sends the same id, which Baton keeps as a duplicate, so only a
 new DAG run announces new data. The listener runs after the task has succeeded, so it
-can never fail it; when Baton is down the events wait in the spool
-(`adapters.publish`). Settings come from BATON_URL, BATON_TOKEN and BATON_SPOOL_DIR.
+can never fail it: when Baton is down the events wait in the spool (`adapters.publish`),
+and an event that goes nowhere is a warning in the task's log, BATON_STRICT or not.
+Settings come from BATON_URL, BATON_TOKEN, BATON_SPOOL_DIR, BATON_REQUIRED and
+BATON_STRICT (the helper's).
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ def publish(
     metadata: Mapping[str, Any] | None = None,
     status: str = "success",
     required: bool | None = None,
+    strict: bool | None = None,
     publisher: Publisher | None = None,
 ) -> Outcome:
     """Publish from inside a running task: `dataset` (default: the task's outlets) for
@@ -135,9 +139,12 @@ def publish(
 
     The ids are the ones the listener uses, so publishing an outlet here and again when
     the task succeeds announces it once. `required=True` fails the task when Baton
-    cannot be reached (the events stay in the spool all the same)."""
+    cannot be reached (the events stay in the spool all the same); `strict=True` when
+    an event feeds no contract, or cannot feed one reading its dataset (Baton keeps it)."""
     context = get_current_context()
-    publisher = publisher or Publisher(required=required, producer=_producer(context))
+    publisher = publisher or Publisher(
+        required=required, strict=strict, producer=_producer(context)
+    )
     if dataset is None:
         events = outlet_events(context)
         if metadata:
@@ -164,8 +171,8 @@ class BatonListener:
         try:
             context = task_instance.get_template_context()
             events = outlet_events(context)
-            if events:
-                Publisher(producer=_producer(context)).publish(events)
+            if events:  # never strict: nothing here may fail the task, so it warns
+                Publisher(producer=_producer(context), strict=False).publish(events)
         except Exception:  # a listener must never break the task runner
             log.exception("Baton: could not publish the outlets of %s", task_instance.task_id)
 

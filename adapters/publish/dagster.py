@@ -34,6 +34,10 @@ and never fails because of it. A refusal by Baton (a dataset outside the token's
 say) fails the tick and holds the cursor, quoting Baton's answer, until the cause is
 fixed or the asset left out. Settings come from BATON_URL, BATON_TOKEN, BATON_SPOOL_DIR;
 with BATON_REQUIRED=true an outage fails the ticks too (the events are spooled each time).
+An event that feeds no contract, or cannot feed one that reads its dataset, is a warning
+in the tick's log; with `strict=True` (or BATON_STRICT=true) it fails the tick and holds
+the cursor, as a refusal does, though Baton has kept it: the next tick's resend is a
+duplicate, and passes once a contract reads it (or the asset is left out).
 """
 
 from __future__ import annotations
@@ -71,14 +75,16 @@ def baton_sensor(
     publisher: Publisher | None = None,
     batch_size: int = 500,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+    strict: bool | None = None,
 ) -> dg.SensorDefinition:
     """A sensor that publishes materializations of `asset_selection` (asset keys, "a/b"
     strings or an AssetSelection; None: every asset of the instance) to Baton.
 
     `dataset_for` names the dataset of an asset key (a function, or a mapping from
     "a/b" keys, the rest keeping the default); None leaves the asset unpublished.
-    `publisher` defaults to one built from the environment on each tick."""
-    watch = _Watch(asset_selection, _naming(dataset_for), publisher, batch_size)
+    `publisher` defaults to one built from the environment on each tick (`strict`, when
+    given, overriding BATON_STRICT)."""
+    watch = _Watch(asset_selection, _naming(dataset_for), publisher, batch_size, strict)
 
     def evaluate(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         return watch.tick(context)
@@ -114,11 +120,13 @@ class _Watch:
         dataset_for: Callable[[dg.AssetKey], str | None],
         publisher: Publisher | None,
         batch_size: int,
+        strict: bool | None = None,
     ) -> None:
         self.assets = assets
         self.dataset_for = dataset_for
         self.publisher = publisher
         self.batch_size = batch_size
+        self.strict = strict
 
     def tick(self, context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         keys = self._keys(context)
@@ -127,7 +135,7 @@ class _Watch:
             reason = f"following materializations recorded after storage id {start}"
             return dg.SensorResult(skip_reason=reason, cursor=str(start))
         records = _records_after(context.instance, keys, int(context.cursor), self.batch_size)
-        publisher = self.publisher or Publisher()
+        publisher = self.publisher or Publisher(strict=self.strict)
         if not records:
             return dg.SkipReason(_flush(publisher) or "no new materializations")
         events = [e for r in records if (e := self._event(r, publisher, context.log))]
@@ -238,7 +246,8 @@ def _small(value: Any) -> bool:
 
 
 def _publish(publisher: Publisher, events: list[Event], log: logging.Logger) -> str:
-    """Deliver or spool `events`; a refusal raises, so the tick fails and the cursor stays."""
+    """Deliver or spool `events`; a refusal (strict: an event that goes nowhere, as
+    Unrouted) raises, so the tick fails and the cursor stays."""
     outcome = publisher.publish(events)
     if outcome.refused:
         raise BatonRefused(
@@ -251,6 +260,8 @@ def _publish(publisher: Publisher, events: list[Event], log: logging.Logger) -> 
             f"Baton at {publisher.url} is unavailable: {len(outcome.spooled)} event(s) "
             f"wait in {publisher.spool.folder} and are sent by a later tick"
         )
+    if outcome.unrouted:
+        log.warning(f"Baton accepted the events, but: {'; '.join(outcome.unrouted)}")
     return _summary(outcome)
 
 

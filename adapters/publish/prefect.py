@@ -25,9 +25,11 @@ duplicate: only a new flow run announces new data. `publish_on_failure` sends a
 A hook runs after Prefect has recorded the run's final state, so nothing in it can fail
 the run: when Baton is down the event waits in the spool (`adapters.publish`) and a
 warning goes to the run's log; a template naming a missing parameter is logged as an
-error and nothing is published. A flow that must fail when its event cannot be delivered
-calls `publish(..., required=True)` at the end of its body instead; it uses the same id.
-Settings come from BATON_URL, BATON_TOKEN and BATON_SPOOL_DIR.
+error and nothing is published; an event that feeds no contract, or cannot feed one
+that reads its dataset, is a warning (an error with BATON_STRICT=true). A flow that must
+fail when its event cannot be delivered, or goes nowhere, calls `publish(...,
+required=True, strict=True)` at the end of its body instead; it uses the same id.
+Settings come from BATON_URL, BATON_TOKEN, BATON_SPOOL_DIR, BATON_REQUIRED, BATON_STRICT.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging.loggers import flow_run_logger, task_run_logger
 
 from adapters.publish import Outcome, Publisher, stable_event_id
+from broker.client import Unrouted
 from broker.events import Event
 
 Parameters = dict[str, Any]
@@ -131,6 +134,9 @@ class PublishHook:
             return
         try:
             outcome = await asyncio.to_thread(publisher.publish, [event])
+        except Unrouted as exc:  # strict: a hook cannot fail the run either
+            followed.logger.error("Baton: %s was published, but %s", _what(event), exc)
+            return
         except Exception as exc:  # `required`: a hook cannot fail the run, so say it loud
             followed.logger.error("Baton: %s not delivered: %s", _what(event), exc)
             return
@@ -162,15 +168,17 @@ def publish(
     metadata: Mapping[str, Any] | None = None,
     status: str = "success",
     required: bool | None = None,
+    strict: bool | None = None,
     publisher: Publisher | None = None,
 ) -> Outcome:
     """Publish from inside a running flow or task, with the id the hooks use.
 
     `required=True` (or BATON_REQUIRED) raises when Baton cannot be reached, failing
-    the run (the event stays in the spool all the same); a given `publisher` keeps its
-    own settings."""
+    the run (the event stays in the spool all the same); `strict=True` (or
+    BATON_STRICT) raises Unrouted when the event feeds no contract, or cannot feed one
+    that reads its dataset (Baton keeps it); a given `publisher` keeps its own settings."""
     followed = _current_run()
-    publisher = publisher or Publisher(required=required, producer=followed.producer)
+    publisher = publisher or Publisher(required=required, strict=strict, producer=followed.producer)
     event = publisher.event(
         dataset, partition, status=status, metadata=metadata,
         event_id=_event_id(followed.identity, dataset, partition, status),
@@ -252,6 +260,8 @@ def _report(logger: RunLogger, publisher: Publisher, event: Event, outcome: Outc
         )  # fmt: skip
     elif outcome.refused:
         logger.error("Baton refused %s: %s", what, outcome.refused)
+    if outcome.unrouted:
+        logger.warning("Baton: %s goes nowhere it is read: %s", what, "; ".join(outcome.unrouted))
 
 
 def _what(event: Event) -> str:

@@ -4,6 +4,16 @@ The body is read as raw bytes so the size limit holds before parsing and every f
 error can be named. `answer` is the one implementation; the FastAPI route documents it
 in OpenAPI, and `EventsFastPath` serves the same function without the framework's
 routing, which cost about half the CPU of a single-event request.
+
+Every way in refuses, before anything is written:
+    401/403  no producer, or an event outside its scope
+    413      a body over `api.max_body_bytes`
+    415      a Content-Type that is not JSON (none at all is JSON: CloudEvents binary
+             mode and many scripts send none)
+    400      a body that is not strict JSON (`broker.events.read_body`), naming where
+    422      a value that is not what its field takes, naming the field
+The 202 answer says, per event, which contracts it feeds and which it cannot, and why
+(`Matcher.route`, with the contract set of the moment).
 """
 
 from __future__ import annotations
@@ -16,80 +26,22 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from broker.api.event_schemas import ANSWER, CLOUD_EVENT, EVENTS_BODY, RUN_EVENT
 from broker.api.problems import PROBLEM, problem_body
 from broker.auth import Authenticator, AuthError, Forbidden, Producer
 from broker.cloudevents import is_cloudevent, read_cloudevents
 from broker.errors import BacklogFull, EventRejected
 from broker.events import Event, parse_events
 from broker.ingest import IngestResult, ingest
+from broker.matching.matcher import Matcher
 from broker.openlineage import translate
+from broker.strict_json import BodyRefused, read_body, shown
 
 router = APIRouter(tags=["events"])
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-_BODY_SCHEMA: dict[str, Any] = {
-    "oneOf": [
-        {"$ref": "#/components/schemas/Event"},
-        {
-            "type": "object",
-            "properties": {
-                "events": {
-                    "type": "array",
-                    "items": {"$ref": "#/components/schemas/Event"},
-                    "minItems": 1,
-                    "maxItems": 1000,
-                }
-            },
-            "required": ["events"],
-            "additionalProperties": False,
-        },
-    ]
-}
-
-
-_CLOUD_EVENT: dict[str, Any] = {
-    "type": "object",
-    "description": "A CloudEvent 1.0 whose data is an Event",
-    "properties": {
-        "specversion": {"type": "string", "enum": ["1.0"]},
-        "id": {"type": "string", "pattern": r"^[\x21-\x7e]{1,128}$"},
-        "source": {"type": "string", "pattern": r"^[\x21-\x7e]{1,128}$"},
-        "type": {"type": "string", "minLength": 1},
-        "time": {"type": "string", "format": "date-time"},
-        "data": {"$ref": "#/components/schemas/Event"},
-    },
-    "required": ["specversion", "id", "source", "type", "data"],
-}
-
-
-_NAMED: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "namespace": {"type": "string", "pattern": r"^[\x21-\x7e]{1,100}$"},
-        "name": {"type": "string", "pattern": r"^[\x21-\x7e]{1,100}$"},
-    },
-    "required": ["namespace", "name"],
-}
-_RUN_EVENT: dict[str, Any] = {
-    "type": "object",
-    "description": "An OpenLineage RunEvent (spec 2-0-2); only what Baton reads is listed",
-    "properties": {
-        "eventType": {"enum": ["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"]},
-        "eventTime": {"type": "string", "format": "date-time"},
-        "producer": {"type": "string", "maxLength": 256},
-        "run": {
-            "type": "object",
-            "properties": {"runId": {"type": "string", "format": "uuid"}},
-            "required": ["runId"],
-        },
-        "job": _NAMED,
-        "outputs": {"type": "array", "items": _NAMED, "maxItems": 100},
-    },
-    "required": ["eventType", "eventTime", "run", "job", "producer"],
-}
 
 
 @dataclass
@@ -127,20 +79,24 @@ def read_events(
 
 async def answer(
     runtime: Any,
+    matcher: Matcher,
     body: bytes,
     headers: Mapping[str, str] | None = None,
     read: Reader = read_events,
 ) -> Answer:
-    """Authenticate, validate and append the events in `body`: all of POST /v1/events
-    (and, with another `read`, of POST /v1/openlineage). Every refusal comes before the
-    append, so nothing is ever half-written."""
+    """Authenticate, validate, route and append the events in `body`: all of POST
+    /v1/events (and, with another `read`, of POST /v1/openlineage). Every refusal comes
+    before the append, so nothing is ever half-written."""
     try:
         producer = await _authenticate(runtime, headers or {}, body)
         events, extra = _parse(body, runtime.settings, read, headers or {})
         if producer is not None and (outside := runtime.auth.refusals(producer, events)):
             detail = "; ".join(reason for _, reason in outside)
             return _problem(403, "Outside the token's scope", detail, errors=outside)
-        result = await ingest(runtime.store, events) if events else IngestResult()
+        if events:
+            result = await ingest(runtime.store, events, route=matcher.route)
+        else:  # nothing to append (an OpenLineage START, say)
+            result = IngestResult(routes=[])
     except _Refused as refused:
         return refused.answer
     except BacklogFull as exc:
@@ -155,17 +111,44 @@ def _parse(
 ) -> tuple[list[Event], dict[str, Any]]:
     if len(body) > settings.api.max_body_bytes:
         raise _Refused(_too_large(len(body), settings.api.max_body_bytes))
+    if (refusal := _not_json(headers.get("content-type", ""))) is not None:
+        raise _Refused(refusal)
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _Refused(
-            _problem(400, "Malformed JSON", f"the body is not JSON: {exc}",
-                     errors=[("body", str(exc))])
-        ) from exc  # fmt: skip
+        data = read_body(body)
+    except BodyRefused as exc:
+        raise _Refused(_problem(400, exc.title, str(exc), errors=exc.errors)) from exc
     try:
         return read(data, settings, headers)
     except EventRejected as exc:
         raise _Refused(_problem(422, "Invalid event", str(exc), errors=exc.errors)) from exc
+
+
+_ACCEPTED_TYPES = (
+    "application/json, application/cloudevents+json, application/cloudevents-batch+json"
+)
+
+
+def _not_json(content_type: str) -> Answer | None:
+    """The 415 for a Content-Type other than JSON (application/json, application/*+json)
+    in UTF-8; None when it is JSON, or not given."""
+    kind, *params = content_type.split(";")
+    kind = kind.strip().lower()
+    json_like = kind.startswith("application/") and kind.endswith("+json")
+    if kind and kind != "application/json" and not json_like:
+        return _unsupported(f"{shown(repr(content_type))} is not JSON; send "
+                            "application/json (or any application/*+json)")  # fmt: skip
+    for param in params:
+        name, _, value = param.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            return _unsupported(f"charset {shown(repr(charset))} is not read; send UTF-8")
+    return None
+
+
+def _unsupported(why: str) -> Answer:
+    accept = {"Accept-Post": _ACCEPTED_TYPES}
+    return _problem(415, "Unsupported media type", f"Content-Type: {why}",
+                    errors=[("content-type", why)], headers=accept)  # fmt: skip
 
 
 async def _authenticate(runtime: Any, headers: Mapping[str, str], body: bytes) -> Producer | None:
@@ -194,12 +177,12 @@ def _too_large(size: int, limit: int) -> Answer:
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": _BODY_SCHEMA},
-                "application/cloudevents+json": {"schema": _CLOUD_EVENT},
+                "application/json": {"schema": EVENTS_BODY},
+                "application/cloudevents+json": {"schema": CLOUD_EVENT},
                 "application/cloudevents-batch+json": {
                     "schema": {
                         "type": "array",
-                        "items": _CLOUD_EVENT,
+                        "items": CLOUD_EVENT,
                         "minItems": 1,
                         "maxItems": 1000,
                     }
@@ -208,11 +191,16 @@ def _too_large(size: int, limit: int) -> Answer:
         }
     },
     responses={
-        202: {"description": "Durably in the stream: accepted and duplicate event ids"},
-        400: {"description": "Not JSON"},
+        202: {
+            "description": "Durably in the stream: accepted and duplicate event ids, and "
+            "per event the contracts it feeds and those it cannot, with the reason",
+            "content": {"application/json": {"schema": ANSWER}},
+        },
+        400: {"description": "Not strict JSON; problem details name each place"},
         401: {"description": "No producer token or valid signature"},
         403: {"description": "An event outside the producer's dataset or partition scope"},
         413: {"description": "Body over the size limit"},
+        415: {"description": "A Content-Type that is not JSON"},
         422: {"description": "A field is invalid; problem details name each"},
         429: {"description": "The events backlog is over its limit"},
     },
@@ -227,11 +215,13 @@ async def _respond(request: Request, read: Reader) -> Response:
     runtime = request.app.state.runtime
     declared = request.headers.get("content-length", "")
     limit = runtime.settings.api.max_body_bytes
-    if declared.isdigit() and int(declared) > limit:
+    # Headers come decoded as latin-1, and '²' is a digit to str.isdigit.
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         result = _too_large(int(declared), limit)
     else:
-        result = await answer(runtime, await request.body(), _request_headers(request.headers),
-                              read)  # fmt: skip
+        matcher = request.app.state.contracts.matcher  # of the moment: reloads swap it
+        result = await answer(runtime, matcher, await request.body(),
+                              _request_headers(request.headers), read)  # fmt: skip
     return Response(result.body, result.status, result.headers, result.media_type)
 
 
@@ -284,7 +274,8 @@ class EventsFastPath:
             chunks.append(chunk)
             more = message.get("more_body", False)
         raw = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        return await answer(self.runtime, b"".join(chunks), _request_headers(raw))
+        matcher = scope["app"].state.contracts.matcher  # of the moment: reloads swap it
+        return await answer(self.runtime, matcher, b"".join(chunks), _request_headers(raw))
 
 
 def read_openlineage(
@@ -308,8 +299,8 @@ def read_openlineage(
                 "application/json": {
                     "schema": {
                         "oneOf": [
-                            _RUN_EVENT,
-                            {"type": "array", "items": _RUN_EVENT, "minItems": 1},
+                            RUN_EVENT,
+                            {"type": "array", "items": RUN_EVENT, "minItems": 1},
                         ]
                     }
                 }
@@ -318,12 +309,15 @@ def read_openlineage(
     },
     responses={
         202: {
-            "description": "Accepted and duplicate event ids, and how many run events "
-            "were ignored (START, RUNNING, OTHER)"
+            "description": "Accepted and duplicate event ids, where each event goes, and "
+            "how many run events were ignored (START, RUNNING, OTHER)",
+            "content": {"application/json": {"schema": ANSWER}},
         },
+        400: {"description": "Not strict JSON; problem details name each place"},
         401: {"description": "No producer token or valid signature"},
         403: {"description": "An output dataset outside the producer's scope"},
         413: {"description": "Body over the size limit"},
+        415: {"description": "A Content-Type that is not JSON"},
         422: {"description": "Not a run event; problem details name each field"},
         429: {"description": "The events backlog is over its limit"},
     },

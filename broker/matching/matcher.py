@@ -6,6 +6,10 @@ For each subscription of the event's dataset:
   3. the event's partition does not parse -> skipped, with a reason
   4. otherwise                            -> one op per contract partition it feeds
                                              (identity, finer->coarser, coarser->finer, offset)
+                                             that the contract's `partitions` allow
+
+`plan` makes the ops (the worker); `route` answers, from the same cases, which
+contracts an event feeds and why it cannot feed the others (the API's 202 answer).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Literal, NamedTuple
 
 from broker.contracts.model import Contract
 from broker.events import Event
@@ -85,26 +90,65 @@ class Matcher:
         context = _filter_context(event)
         payload = slot_payload(event, received_at)
         order = order_key(event, stream_id)
+        landed = int(received_at.timestamp() * 1000)
         for sub in self.index.subscribers(event.dataset):
-            if sub.where is not None and not sub.where.evaluate(context):
-                continue
-            try:
-                keys = self._contract_keys(sub, event)
-            except PartitionError as exc:
-                plan.skipped.append(f"{sub.contract.name}: {exc}")
+            reach = self._reach(sub, event, context)
+            if isinstance(reach, Miss):
+                if reach.case == "unfit":  # a filter or `partitions` is routine: no line
+                    plan.skipped.append(reach.reason)
                 continue
             unpartitioned = sub.contract.partitioned == Granularity.NONE
             item_partition = "" if unpartitioned else (event.partition or "")
-            landed = int(received_at.timestamp() * 1000)
-            for key in keys:
+            for key in reach:
                 plan.ops.append(self._op(sub, key, item_partition, event, order, payload, landed))
         return plan
+
+    def route(self, event: Event) -> Route:
+        """Which contracts `event` feeds, and for each contract reading its dataset that
+        it cannot feed, why (contract None: no contract reads it). Cheap: no ops made."""
+        subs = self.index.subscribers(event.dataset)
+        if not subs:
+            return Route([], [(None, f"no contract reads {event.dataset}", "no_reader")])
+        context = _filter_context(event)
+        feeds: dict[str, None] = {}
+        misses: dict[str, list[Miss]] = {}
+        for sub in subs:
+            reach = self._reach(sub, event, context)
+            if isinstance(reach, Miss):
+                misses.setdefault(sub.contract.name, []).append(reach)
+            else:
+                feeds[sub.contract.name] = None
+        # A contract fed through one of its inputs is fed, whatever its others say.
+        cannot: list[tuple[str | None, str, str]] = [
+            (name, "; ".join(m.reason for m in why), _kind(why))
+            for name, why in sorted(misses.items())
+            if name not in feeds
+        ]
+        return Route(sorted(feeds), cannot)
+
+    def _reach(
+        self, sub: Subscription, event: Event, context: dict[str, object]
+    ) -> list[str] | Miss:
+        """The contract partitions `event` feeds through `sub`, or why it feeds none."""
+        if sub.where is not None and not sub.where.evaluate(context):  # case 1
+            return Miss("filtered", f"{_reads(sub)} only where {sub.input.where}, and this event "
+                           "does not match")  # fmt: skip
+        try:
+            keys = self._contract_keys(sub, event)  # cases 2 and 4
+        except PartitionError as exc:  # case 3
+            return Miss("unfit", f"{_reads(sub)} {_grain(sub)}: {exc}")
+        if not keys:  # case 4, outside the contract's `partitions`
+            allowed = sub.contract.partitions or []
+            shown = ", ".join(allowed[:5]) + (", ..." if len(allowed) > 5 else "")
+            return Miss("outside", f"{sub.contract.name} runs only for the partitions {shown}; "
+                           f"{event.partition!r} feeds none of them")  # fmt: skip
+        return keys
 
     def _contract_keys(self, sub: Subscription, event: Event) -> list[str]:
         if sub.contract.partitioned == Granularity.NONE:
             return [""]
         if event.partition is None:
-            raise PartitionError(f"the event for {event.dataset} has no partition")
+            raise PartitionError("the event has no partition")
         keys = contract_keys_for_input(
             sub.contract_calendar, sub.input_calendar, event.partition, sub.input.offset
         )
@@ -132,6 +176,44 @@ class Matcher:
             muted=event.metadata.get("backfill") is True,
             within_ms=int(contract.within.total_seconds() * 1000) if contract.within else 0,
         )
+
+
+class Route(NamedTuple):
+    """What `Matcher.route` answers: the contracts fed, and (contract, why, kind) for
+    each it cannot feed. Kinds: `no_reader` (no contract reads the dataset) and
+    `bad_partition` (a key of the wrong shape, or none) look like a producer's
+    mistake; `filtered` (a `where` said no) and `not_listed` (outside a static
+    contract's partitions) are routine."""
+
+    feeds: list[str]
+    cannot: list[tuple[str | None, str, str]]
+
+
+_KINDS = {"unfit": "bad_partition", "filtered": "filtered", "outside": "not_listed"}
+
+
+def _kind(misses: list[Miss]) -> str:
+    """One kind for a contract that several inputs miss: the mistake, if any is one."""
+    cases = {m.case for m in misses}
+    return _KINDS["unfit" if "unfit" in cases else misses[0].case]
+
+
+class Miss(NamedTuple):
+    """Why a subscription takes nothing of an event, for people; `case`: which of the
+    module docstring's (filtered: 1, unfit: 3, outside the allowed partitions: 4)."""
+
+    case: Literal["filtered", "unfit", "outside"]
+    reason: str
+
+
+def _reads(sub: Subscription) -> str:
+    return f"{sub.contract.name} reads {sub.input.dataset}"
+
+
+def _grain(sub: Subscription) -> str:
+    calendar = sub.input_calendar
+    grain = "by static key" if calendar.granularity == Granularity.STATIC else calendar.granularity
+    return f"{grain} in {calendar.tz}" if calendar.tz != "UTC" and calendar.is_time else grain
 
 
 def _filter_context(event: Event) -> dict[str, object]:
