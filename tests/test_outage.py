@@ -102,19 +102,24 @@ def test_a_target_down_for_ten_minutes_costs_probes_and_then_gets_every_trigger_
     assert 'baton_target_breaker_open{target="flaky"} 0' in seen
 
 
-def test_at_most_max_in_flight_runs_reach_a_target_under_a_burst(
-    cluster: Cluster, flaky: FlakyTarget
-) -> None:
-    flaky.delay = 0.4
+def burst(cluster: Cluster, flaky: FlakyTarget, n: int, **limits: object) -> None:
+    """Start Baton with `limits` on the target, and complete `n` partitions at once."""
     cluster.write_contracts({"report.yaml": CONTRACT})
     cluster.write_config(
         "http://127.0.0.1:9",
-        targets={"flaky": {"kind": "webhook", "url": flaky.url, "max_in_flight": 3}},
+        targets={"flaky": {"kind": "webhook", "url": flaky.url, **limits}},
         worker={"dispatch_concurrency": 16},
     )
     cluster.run()
     events = [{"dataset": "warehouse.orders", "partition": d, "event_id": f"b/{d}"} for d in DAYS]
-    httpx.post(cluster.api + "/v1/events", json={"events": events[:24]}, timeout=10)
+    httpx.post(cluster.api + "/v1/events", json={"events": events[:n]}, timeout=10)
+
+
+def test_at_most_max_in_flight_runs_reach_a_target_under_a_burst(
+    cluster: Cluster, flaky: FlakyTarget
+) -> None:
+    flaky.delay = 0.4
+    burst(cluster, flaky, 24, max_in_flight=3)
     wait_until(lambda: len(flaky.delivered()) == 24, timeout=60)
     assert flaky.most_at_once == 3  # the limit was reached, and held
     assert len(set(flaky.delivered())) == 24
@@ -123,15 +128,7 @@ def test_at_most_max_in_flight_runs_reach_a_target_under_a_burst(
 def test_starts_per_second_are_spread_out_and_none_is_dropped(
     cluster: Cluster, flaky: FlakyTarget
 ) -> None:
-    cluster.write_contracts({"report.yaml": CONTRACT})
-    cluster.write_config(
-        "http://127.0.0.1:9",
-        targets={"flaky": {"kind": "webhook", "url": flaky.url, "max_starts_per_second": 4}},
-        worker={"dispatch_concurrency": 16},
-    )
-    cluster.run()
-    events = [{"dataset": "warehouse.orders", "partition": d, "event_id": f"r/{d}"} for d in DAYS]
-    httpx.post(cluster.api + "/v1/events", json={"events": events[:16]}, timeout=10)
+    burst(cluster, flaky, 16, max_starts_per_second=4)
     wait_until(lambda: len(flaky.delivered()) == 16, timeout=60)
     times = sorted(c.at for c in flaky.calls)
     busiest = max(sum(1 for t in times if s <= t < s + 1.0) for s in times)
