@@ -103,18 +103,25 @@ async def ingest(
     """Append `events`; an `event_id` seen before is reported as a duplicate, not added."""
     encoded = [encode(e) for e in events]
     # Routed before the append: whatever routing does, nothing is half-written.
-    routes = (
-        None
-        if route is None
-        else [_route(route, e, c[0]) for e, c in zip(events, encoded, strict=True)]
-    )
+    routes = None if route is None else _routes(route, events, [c[0] for c in encoded])
     result = await ingest_encoded(log, encoded, now)
     return IngestResult(result.accepted, result.duplicates, routes)
 
 
-def _route(route: Route, event: Event, event_id: str) -> EventRoute:
-    feeds, cannot = route(event)
-    return EventRoute(event_id, feeds, [Cannot(c, why, kind) for c, why, kind in cannot])
+def _routes(route: Route, events: Sequence[Event], ids: list[str]) -> list[EventRoute]:
+    """Each event's route; events the matcher answers alike (one day's events of one
+    dataset, say) share their reasons rather than each building its own."""
+    # id -> (the answer, kept alive so its id is not reused, and its reasons)
+    made: dict[int, tuple[object, list[Cannot]]] = {}
+    out = []
+    for event, event_id in zip(events, ids, strict=True):
+        answer = route(event)
+        feeds, cannot = answer
+        known = made.get(id(answer))
+        if known is None or known[0] is not answer:
+            known = made[id(answer)] = (answer, [Cannot(c, why, kind) for c, why, kind in cannot])
+        out.append(EventRoute(event_id, feeds, known[1]))
+    return out
 
 
 async def ingest_encoded(

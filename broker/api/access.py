@@ -23,6 +23,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import parse_qs, quote
 
@@ -76,8 +77,14 @@ class Policy:
             for method in methods:
                 need = declared or default_need(method)
                 self._rules.append(_Rule(pattern, frozenset({method}), need))
+        self._cached = lru_cache(maxsize=4096)(self._need)
 
     def need(self, method: str, path: str) -> Need:
+        """What (method, path) needs; the answers of the latest paths are kept, since
+        every request asks (the ways in above all)."""
+        return self._cached(method, path)
+
+    def _need(self, method: str, path: str) -> Need:
         for rule in self._rules:
             if method in rule.methods and rule.pattern.match(path):
                 return rule.need

@@ -30,10 +30,6 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 RETRY_AFTER_S = 2
 
 
-class _BodyTimeout(Exception):
-    pass
-
-
 class Guard:
     """ASGI middleware, outermost of Baton's own."""
 
@@ -62,11 +58,16 @@ class Guard:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        body = _Body(receive, asyncio.get_running_loop().time() + self.body_timeout_s, self)
+        body = _Body(receive, self)
         self.pending += 1
+        # One timer a request, not a timeout a receive: the hot path pays one call_at.
+        timer = asyncio.get_running_loop().call_later(self.body_timeout_s, body.expire)
         try:
             await self.app(scope, body.receive, watched)
-        except _BodyTimeout:
+        except asyncio.CancelledError:
+            if not body.timed_out:
+                raise
+            body.task.uncancel()
             if not started:
                 await _problem(send, 408, "Request timeout", "the body did not arrive within "
                                f"{self.body_timeout_s:g} s", close=True)  # fmt: skip
@@ -79,36 +80,52 @@ class Guard:
                                "Baton cannot reach its Redis just now; nothing was written",
                                retry=True)  # fmt: skip
         finally:
+            timer.cancel()
             body.done()
 
 
 class _Body:
-    """A request's `receive` with a deadline until its body has all arrived (after it,
-    the app may wait for a disconnect as long as it likes)."""
+    """A request's `receive`, counted as pending until its body has all arrived; past
+    the body deadline (`expire`) a request still waiting for its body is cancelled."""
 
-    def __init__(self, receive: Receive, deadline: float, guard: Guard) -> None:
+    def __init__(self, receive: Receive, guard: Guard) -> None:
         self._receive = receive
-        self.deadline = deadline
         self.guard = guard
+        self.task = asyncio.current_task() or _no_task()
         self.complete = False
+        self.timed_out = False
+        self.waiting = False  # inside a receive for the body
 
     def done(self) -> None:
         if not self.complete:
             self.complete = True
             self.guard.pending -= 1
 
-    async def receive(self) -> Message:
+    def expire(self) -> None:
         if self.complete:
+            return
+        self.timed_out = True
+        self.done()
+        if self.waiting:
+            self.task.cancel()
+
+    async def receive(self) -> Message:
+        if self.timed_out:  # between two chunks when the deadline came
+            raise asyncio.CancelledError
+        if self.complete:  # after the body: the app may wait for a disconnect, unbounded
             return await self._receive()
+        self.waiting = True
         try:
-            async with asyncio.timeout_at(self.deadline):
-                message = await self._receive()
-        except TimeoutError:
-            self.done()
-            raise _BodyTimeout from None
+            message = await self._receive()
+        finally:
+            self.waiting = False
         if message["type"] != "http.request" or not message.get("more_body", False):
             self.done()
         return message
+
+
+def _no_task() -> asyncio.Task[Any]:
+    raise RuntimeError("the guard runs inside the server's request task")
 
 
 async def _problem(

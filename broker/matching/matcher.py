@@ -81,6 +81,9 @@ class Matcher:
         self.contracts = {c.name: c for c in contracts}
         self.index = DatasetIndex(self.contracts.values())
         self._tree = lru_cache(maxsize=65536)(self._build_tree)
+        # Where no `where` reads the event, its route depends on dataset and partition
+        # alone: a batch of one day's events is routed once, not once an event.
+        self._routes: dict[tuple[str, str | None], Route] = {}
 
     def _build_tree(self, name: str, partition: str) -> str:
         return tree_json(build_tree(self.contracts[name], partition))
@@ -105,8 +108,21 @@ class Matcher:
 
     def route(self, event: Event) -> Route:
         """Which contracts `event` feeds, and for each contract reading its dataset that
-        it cannot feed, why (contract None: no contract reads it). Cheap: no ops made."""
+        it cannot feed, why (contract None: no contract reads it). Cheap: no ops made,
+        and the same answer kept for events no filter tells apart (read it, never
+        change it)."""
         subs = self.index.subscribers(event.dataset)
+        if any(sub.where is not None for sub in subs):
+            return self._route(event, subs)
+        key = (event.dataset, event.partition)
+        found = self._routes.get(key)
+        if found is None:
+            if len(self._routes) >= _ROUTES_KEPT:
+                self._routes.clear()
+            found = self._routes[key] = self._route(event, subs)
+        return found
+
+    def _route(self, event: Event, subs: list[Subscription]) -> Route:
         if not subs:
             return Route([], [(None, f"no contract reads {event.dataset}", "no_reader")])
         context = _filter_context(event)
@@ -176,6 +192,9 @@ class Matcher:
             muted=event.metadata.get("backfill") is True,
             within_ms=int(contract.within.total_seconds() * 1000) if contract.within else 0,
         )
+
+
+_ROUTES_KEPT = 65536
 
 
 class Route(NamedTuple):
