@@ -52,7 +52,8 @@ def create_sink(secret: str | None = None, keep: int = 1000, delay: float = 0.0)
 def _signed(secret: str, request: Request, body: bytes) -> bool:
     stamp = request.headers.get("x-baton-timestamp", "")
     given = request.headers.get("x-baton-signature", "")
-    return hmac.compare_digest(given, sign(secret, stamp, body))
+    # Bytes: compare_digest refuses str with non-ASCII characters (a forged header).
+    return hmac.compare_digest(given.encode(), sign(secret, stamp, body).encode())
 
 
 def _delivery(path: str, key: str, repeat: bool, body: bytes) -> dict[str, Any]:

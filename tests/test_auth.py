@@ -140,3 +140,30 @@ def test_a_bad_or_stale_signature_is_refused(api: Cluster) -> None:
     assert "more than 300s from now" in stale.json()["detail"]
     outside = signed(api, json.dumps({"dataset": "warehouse.orders"}).encode())
     assert outside.status_code == 403
+
+
+def _raw_post(cluster: Cluster, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """A request with header bytes httpx would not send (non-ASCII), over a raw socket."""
+    import socket  # noqa: PLC0415
+
+    head = b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head += b"".join(k + b": " + v + b"\r\n" for k, v in headers)
+    head += b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    with socket.create_connection(("127.0.0.1", cluster.port), timeout=10) as sock:
+        sock.sendall(head + body)
+        return sock.recv(65536)
+
+
+def test_non_ascii_bytes_in_the_signing_headers_are_a_401_not_a_500(api: Cluster) -> None:
+    body = json.dumps({"dataset": "saas.invoices"}).encode()
+    for headers in (
+        [(b"X-Baton-Producer", b"saas"), (b"X-Baton-Timestamp", b"\xb2\xb3"),
+         (b"X-Baton-Signature", b"sha256=00")],
+        [(b"X-Baton-Producer", b"saas"), (b"X-Baton-Timestamp", str(int(time.time())).encode()),
+         (b"X-Baton-Signature", b"sha256=\xe9\xe9")],
+        [(b"X-Baton-Producer", b"s\xe4\xe4s"), (b"X-Baton-Signature", b"x")],
+        [(b"Authorization", b"Bearer \xff\xfe")],
+    ):  # fmt: skip
+        answer = _raw_post(api, headers, body)
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+        assert b"application/problem+json" in answer
