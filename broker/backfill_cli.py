@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from broker.audit import AuditTrail, cli_actor
 from broker.backfill import BackfillRejected, dry_run, status, submit
 from broker.contracts.model import Contract
 from broker.errors import ConfigError
@@ -33,6 +34,10 @@ async def run_backfill(
                                     max_in_flight=max_in_flight, force=force)  # fmt: skip
         except BackfillRejected as exc:
             raise ConfigError(str(exc)) from exc
+        detail = f"{contract.name} {start}..{end} order={order} force={force}"
+        await AuditTrail(runtime.redis, runtime.store.keys).record(
+            cli_actor(), "backfill.start", backfill.id, "ok", detail=detail, via="cli"
+        )
         if detach or as_json:
             report = await status(runtime.store, backfill)
             click.echo(json.dumps(report, indent=2) if as_json else f"started {backfill.id}")

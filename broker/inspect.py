@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 from broker import dlq
 from broker.api.contracts import explain_from_store
+from broker.audit import AuditTrail, cli_actor
 from broker.changes import LiveState
 from broker.errors import ConfigError
 from broker.explain import Explanation, InputStatus, render_text
@@ -86,6 +87,9 @@ async def dlq_retry_command(settings: Settings, trigger_ids: list[str] | None) -
     runtime = await Runtime.open(settings)
     try:
         result = await dlq.retry(runtime.store, trigger_ids)
+        trail = AuditTrail(runtime.redis, runtime.store.keys)
+        for trigger_id in result["retried"]:
+            await trail.record(cli_actor(), "dlq.retry", trigger_id, "ok", via="cli")
     finally:
         await runtime.close()
     lines = [f"retried {t}" for t in result["retried"]]

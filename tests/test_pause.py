@@ -123,3 +123,14 @@ def test_pausing_needs_an_operator_and_an_unknown_contract_is_named(cluster: Clu
     unknown = cluster.cli("pause", "nope", "--token", OPERATOR, check=False)
     assert unknown.returncode == 1 and "no contract named 'nope' is loaded" in unknown.stderr
     assert "Traceback" not in refused.stderr + unknown.stderr
+
+
+def test_commands_that_go_straight_to_redis_are_audited_as_the_cli_user(cluster: Cluster) -> None:
+    start(cluster)
+    cluster.cli("backfill", "report", "--from", "2026-10-07", "--to", "2026-10-07", "--force",
+                "--detach")  # fmt: skip
+    wait_until(lambda: "baton:report:2026-10-07:0" in trigger_ids(cluster))
+    entries = json.loads(cluster.cli("audit", "--json", "--token", OPERATOR).stdout)
+    [started] = [e for e in entries if e["action"] == "backfill.start"]
+    assert started["actor"].startswith("cli:") and started["via"] == "cli"
+    assert started["detail"] == "report 2026-10-07..2026-10-07 order=newest-first force=True"
