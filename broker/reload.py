@@ -32,6 +32,7 @@ from typing import Any
 
 from broker.audit import AuditTrail
 from broker.errors import ConfigError
+from broker.redis_health import is_down
 from broker.runtime import Contracts, Runtime, load_checked
 from broker.state.util import text
 
@@ -76,7 +77,13 @@ class ContractsHolder:
         await self.runtime.redis.hset(self._key, self.name, json.dumps(record))
 
     async def forget(self) -> None:
-        await self.runtime.redis.hdel(self._key, self.name)
+        """Leave the list of processes, at shutdown; a Redis already gone (Ctrl-C stops
+        the embedded one with the rest of `make run`) has nothing to forget."""
+        try:
+            await self.runtime.redis.hdel(self._key, self.name)
+        except Exception as exc:
+            if not is_down(exc):
+                raise
 
     async def loaded_everywhere(self) -> dict[str, dict[str, str]]:
         raw: Any = await self.runtime.redis.hgetall(self._key)
