@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import aiohttp
 import httpx
 
-from broker.errors import TargetRejected, TargetUnavailable
+from broker.core.errors import TargetRejected, TargetUnavailable
 
 _TRANSIENT = {408, 425, 429}
 

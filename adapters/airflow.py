@@ -40,9 +40,9 @@ from airflow_client import client as af
 from airflow_client.client.exceptions import ApiException
 
 from adapters._http import classify, raise_for_status, translate_errors
+from broker.core.errors import TargetRejected, TargetUnavailable
+from broker.core.settings import AirflowTarget as AirflowConfig
 from broker.dispatch.target import Receipt, RunStatus, TriggerRequest
-from broker.errors import TargetRejected, TargetUnavailable
-from broker.settings import AirflowTarget as AirflowConfig
 
 T = TypeVar("T")
 

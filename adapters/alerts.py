@@ -19,7 +19,7 @@ import aiohttp
 
 from adapters._http import classify, translate_errors
 from adapters.webhook import sign
-from broker.settings import AlertSink
+from broker.core.settings import AlertSink
 
 log = logging.getLogger("baton.alerts")
 

@@ -41,9 +41,9 @@ from typing import Any
 import httpx
 
 from adapters._http import classify, translate_errors
+from broker.core.errors import TargetError, TargetRejected, TargetUnavailable
+from broker.core.settings import DagsterTarget as DagsterConfig
 from broker.dispatch.target import Receipt, RunStatus, TriggerRequest
-from broker.errors import TargetError, TargetRejected, TargetUnavailable
-from broker.settings import DagsterTarget as DagsterConfig
 
 TRIGGER_TAG = "baton/trigger_id"
 CONTRACT_TAG = "baton/contract"

@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 
 from adapters._http import raise_for_status, translate_errors
+from broker.core.errors import TargetRejected
+from broker.core.settings import PrefectTarget as PrefectConfig
 from broker.dispatch.target import Receipt, RunStatus, TriggerRequest
-from broker.errors import TargetRejected
-from broker.settings import PrefectTarget as PrefectConfig
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 

@@ -11,13 +11,13 @@ from adapters.alerts import AlertSender
 from adapters.dagster import DagsterTarget
 from adapters.prefect import PrefectTarget
 from adapters.webhook import WebhookTarget
+from broker.core.errors import TargetRejected
+from broker.core.settings import AirflowTarget as AirflowConfig
+from broker.core.settings import DagsterTarget as DagsterConfig
+from broker.core.settings import PrefectTarget as PrefectConfig
+from broker.core.settings import Settings
+from broker.core.settings import WebhookTarget as WebhookConfig
 from broker.dispatch.target import Receipt, RunStatus, Target, TriggerRequest
-from broker.errors import TargetRejected
-from broker.settings import AirflowTarget as AirflowConfig
-from broker.settings import DagsterTarget as DagsterConfig
-from broker.settings import PrefectTarget as PrefectConfig
-from broker.settings import Settings
-from broker.settings import WebhookTarget as WebhookConfig
 
 
 class NoAdapter:

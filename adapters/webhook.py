@@ -14,11 +14,11 @@ from typing import Any
 import aiohttp
 
 from adapters._http import classify, translate_errors
-from broker.auth import signature
+from broker.core.settings import WebhookTarget as WebhookConfig
 from broker.dispatch.target import Receipt, RunStatus, TriggerRequest
-from broker.settings import WebhookTarget as WebhookConfig
+from broker.ingest.auth import signature
 
-# The same scheme Baton checks on signed requests coming in (broker.auth).
+# The same scheme Baton checks on signed requests coming in (broker.ingest.auth).
 sign = signature
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from benchmarks import loadgen, procs
 from benchmarks.report import Row
-from broker.auth import Authenticator
 from broker.client import AsyncBatonClient
+from broker.core.settings import PrincipalSettings, ProducerSettings
 from broker.embedded_redis import free_port
-from broker.settings import PrincipalSettings, ProducerSettings
+from broker.ingest.auth import Authenticator
 
 CONTRACT = "name: sink\nwhen: bench.other\ntrigger: {target: hook}\n"
 HOOK = {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9/"}}

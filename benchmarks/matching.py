@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from benchmarks.report import Row
 from broker.contracts.model import Contract
-from broker.events import Event
+from broker.core.events import Event
 from broker.matching.matcher import Matcher
 
 

@@ -21,11 +21,11 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from benchmarks.report import Row, print_table
-from broker.changes import ChangeApplier
+from broker.control.changes import ChangeApplier
+from broker.core.events import Event
+from broker.core.settings import Settings
 from broker.embedded_redis import RedisProcess, free_port
-from broker.events import Event
-from broker.runtime import Contracts, load_checked
-from broker.settings import Settings
+from broker.matching.loaded import Contracts, load_checked
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
 

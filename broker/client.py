@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 from pydantic import ValidationError
 
-from broker.errors import BacklogFull, BatonError, EventRejected
-from broker.events import Encoded, Event, encode, field_errors
-from broker.ingest import EventRoute, IngestResult, ingest_encoded
+from broker.core.errors import BacklogFull, BatonError, EventRejected
+from broker.core.events import Encoded, Event, encode, field_errors
+from broker.ingest.intake import EventRoute, IngestResult, ingest_encoded
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

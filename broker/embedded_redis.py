@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from broker.errors import ConfigError
+from broker.core.errors import ConfigError
 
 
 def redis_binary(preferred: str | None = None) -> str:

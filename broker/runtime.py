@@ -12,44 +12,13 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from broker.auth import Authenticator
-from broker.contracts.check import check_configured
-from broker.contracts.loader import ContractSet
-from broker.contracts.model import Contract
+from broker.core.settings import Settings
 from broker.embedded_redis import RedisProcess, ensure_embedded
-from broker.errors import ConfigError
-from broker.matching.matcher import Matcher
-from broker.settings import Settings
+from broker.ingest.auth import Authenticator
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
 
 log = logging.getLogger("baton")
-
-
-@dataclass
-class Contracts:
-    """The loaded contract set and the matcher built from it; swapped as a whole."""
-
-    contract_set: ContractSet
-    matcher: Matcher = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.matcher = Matcher(c.contract for c in self.contract_set.contracts)
-
-    @property
-    def version(self) -> str:
-        return self.contract_set.version
-
-    def by_name(self) -> dict[str, Contract]:
-        return self.matcher.contracts
-
-
-def load_checked(settings: Settings) -> Contracts:
-    """Load and check the contracts folder; any error refuses the whole set."""
-    contract_set, errors = check_configured(settings)
-    if errors:
-        raise ConfigError("contracts rejected:\n" + "\n".join(str(e) for e in errors))
-    return Contracts(contract_set)
 
 
 def redis_url(settings: Settings) -> tuple[str, RedisProcess | None]:

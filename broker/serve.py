@@ -20,11 +20,12 @@ import uvicorn
 from adapters.registry import build_alerts, build_owner_alerts, build_targets
 from broker.api.app import create_app
 from broker.api.guard import guarded_http
-from broker.changes import ChangeApplier, apply_changes
-from broker.errors import ConfigError
-from broker.reload import ContractsHolder, ReloadResult
-from broker.runtime import Runtime, load_checked
-from broker.settings import Settings
+from broker.control.changes import ChangeApplier, apply_changes
+from broker.control.reload import ContractsHolder, ReloadResult
+from broker.core.errors import ConfigError
+from broker.core.settings import Settings
+from broker.matching.loaded import load_checked
+from broker.runtime import Runtime
 from broker.worker import Worker, consumer_name
 
 log = logging.getLogger("baton")
@@ -138,7 +139,7 @@ def _start_api_siblings(
 ) -> list[subprocess.Popen[bytes]]:
     """`api.workers - 1` more API processes on the same port and the same Redis (the
     embedded one included: they are told its URL, so they do not start their own)."""
-    command = [sys.executable, "-c", "from broker.cli import main; main()"]
+    command = [sys.executable, "-c", "from broker.cli.main import main; main()"]
     if config_path:
         command += ["--config", config_path]
     command += ["api", "--sibling"]

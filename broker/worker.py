@@ -22,19 +22,20 @@ from faststream.middlewares import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
 
-from broker.backfill import BackfillPump
-from broker.deadlines import DeadlineClock
+from broker.core.events import from_wire
+from broker.core.secrets import allowed_env
 from broker.dispatch.dispatcher import Dispatcher
 from broker.dispatch.gate import Gates
 from broker.dispatch.target import Target
-from broker.events import from_wire
-from broker.followup import Alerter, Alerts, RunTracker
+from broker.followup.tracking import Alerter, Alerts, RunTracker
+from broker.matching.loaded import Contracts
 from broker.matching.matcher import RecordOp
-from broker.redis_health import RedisHealth, is_down
-from broker.runtime import Contracts, Runtime
-from broker.secrets import allowed_env
+from broker.runtime import Runtime
+from broker.state.health import RedisHealth, is_down
 from broker.state.ports import RecordOutcome, StreamEntry, TriggerRecord
 from broker.state.util import text
+from broker.time.backfill import BackfillPump
+from broker.time.deadlines import DeadlineClock
 
 log = logging.getLogger("baton.worker")
 

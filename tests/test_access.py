@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.auth import token_hash
 from broker.embedded_redis import free_port
+from broker.ingest.auth import token_hash
 from tests.conftest import Cluster
 
 CONTRACT = """

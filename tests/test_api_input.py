@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from broker.api.app import create_app
-from broker.runtime import Runtime, load_checked
-from broker.settings import Settings
+from broker.core.settings import Settings
+from broker.matching.loaded import load_checked
+from broker.runtime import Runtime
 
 Api = tuple[httpx.AsyncClient, Runtime]
 

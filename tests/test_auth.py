@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.auth import signature, token_hash
+from broker.ingest.auth import signature, token_hash
 from tests.conftest import Cluster
 
 CONTRACT = """

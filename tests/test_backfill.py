@@ -10,8 +10,8 @@ import httpx
 import pytest
 import yaml
 
-from broker.backfill import BackfillRejected, plan
 from broker.contracts.model import Contract
+from broker.time.backfill import BackfillRejected, plan
 from tests.conftest import Cluster, Sink, wait_until
 
 REPORT = """

@@ -16,9 +16,9 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from broker.changes import ChangeApplier, preview
 from broker.contracts.model import Contract
-from broker.events import Event
+from broker.control.changes import ChangeApplier, preview
+from broker.core.events import Event
 from broker.matching.matcher import Matcher
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore

@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from broker.client import AsyncBatonClient, BatonClient
-from broker.errors import EventRejected
+from broker.core.errors import EventRejected
 from tests.conftest import Cluster, http_up, wait_until
 
 CONTRACT = "name: c\nwhen: d\ntrigger: {target: hook}\n"

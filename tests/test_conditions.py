@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from broker.contracts.model import Contract
-from broker.events import Event
+from broker.core.events import Event
+from broker.core.partitions import Calendar, Granularity, required_input_keys
 from broker.matching.condition import (
     build_tree,
     contract_calendar,
@@ -32,7 +33,6 @@ from broker.matching.condition import (
     tree_json,
 )
 from broker.matching.matcher import Matcher
-from broker.partitions import Calendar, Granularity, required_input_keys
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
 

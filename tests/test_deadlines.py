@@ -14,11 +14,11 @@ import yaml
 from redis.asyncio import Redis
 
 from broker.contracts.model import Contract
-from broker.deadlines import DeadlineClock, deadline_at
-from broker.events import Event
+from broker.core.events import Event
 from broker.matching.matcher import Matcher
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
+from broker.time.deadlines import DeadlineClock, deadline_at
 from tests.conftest import Cluster, wait_until
 
 

@@ -11,14 +11,14 @@ import yaml
 from redis.asyncio import Redis
 
 from broker.contracts.model import Contract
+from broker.core.errors import TargetRejected, TargetUnavailable
+from broker.core.events import Event
+from broker.core.settings import RetrySettings
 from broker.dispatch.backoff import delay
 from broker.dispatch.dispatcher import Dispatcher
 from broker.dispatch.gate import Gates
 from broker.dispatch.target import Receipt, TriggerRequest
-from broker.errors import TargetRejected, TargetUnavailable
-from broker.events import Event
 from broker.matching.matcher import Matcher
-from broker.settings import RetrySettings
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
 

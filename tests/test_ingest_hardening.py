@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 
 from broker.api.app import create_app
 from broker.client import BatonClient
-from broker.errors import EventRejected
-from broker.runtime import Runtime, load_checked
-from broker.settings import Settings
+from broker.core.errors import EventRejected
+from broker.core.settings import Settings
+from broker.matching.loaded import load_checked
+from broker.runtime import Runtime
 from tests.conftest import Cluster
 
 CONTRACT = """

@@ -19,13 +19,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from broker.contracts.model import Contract
+from broker.core.errors import TargetUnavailable
+from broker.core.events import Event
+from broker.core.settings import RetrySettings
 from broker.dispatch.dispatcher import Dispatcher
 from broker.dispatch.gate import Gates
 from broker.dispatch.target import Receipt, RunStatus, TriggerRequest
-from broker.errors import TargetUnavailable
-from broker.events import Event
 from broker.matching.matcher import Matcher
-from broker.settings import RetrySettings
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
 from tests.conftest import Cluster, wait_until

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from broker.core.errors import ConfigError
+from broker.core.settings import load_settings
 from broker.embedded_redis import free_port
-from broker.errors import ConfigError
-from broker.settings import load_settings
 from tests.conftest import Cluster, Sink, wait_until
 
 OWNED = "name: owned\nowner: analytics\npartitioned: daily\nwhen: a\ntrigger: {target: hook}\n"

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.partitions import (
+from broker.core.partitions import (
     Calendar,
     Granularity,
     PartitionError,

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 
-from broker.events import Event
-from broker.ingest import ingest
+from broker.core.events import Event
+from broker.ingest.intake import ingest
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
 from tests.conftest import Cluster, Sink, wait_until

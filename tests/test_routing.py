@@ -18,9 +18,10 @@ from fastapi import FastAPI
 from adapters.publish import Outcome, Publisher, settle_routes
 from broker.api.app import create_app
 from broker.client import AsyncBatonClient, BatonClient, Unrouted
-from broker.ingest import Cannot, EventRoute, IngestResult
-from broker.runtime import Runtime, load_checked
-from broker.settings import Settings
+from broker.core.settings import Settings
+from broker.ingest.intake import Cannot, EventRoute, IngestResult
+from broker.matching.loaded import load_checked
+from broker.runtime import Runtime
 from tests.conftest import Cluster
 
 CONTRACTS = {

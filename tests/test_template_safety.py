@@ -22,8 +22,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from broker.contracts.check import check_contracts
-from broker.template_limits import MAX_CHARS
-from broker.templates import TemplateError, compile_template, unknown
+from broker.core.template_limits import MAX_CHARS
+from broker.core.templates import TemplateError, compile_template, unknown
 from tests.conftest import Cluster
 
 CONTEXT: dict[str, Any] = {

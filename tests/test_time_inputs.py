@@ -12,9 +12,9 @@ import yaml
 from redis.asyncio import Redis
 
 from broker.contracts.model import Contract
-from broker.events import Event
+from broker.core.events import Event
+from broker.core.partitions import Calendar, Granularity
 from broker.matching.matcher import Matcher
-from broker.partitions import Calendar, Granularity
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
 

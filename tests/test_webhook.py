@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 
 from adapters.webhook import WebhookTarget
+from broker.core.errors import TargetRejected, TargetUnavailable
+from broker.core.settings import WebhookTarget as WebhookConfig
 from broker.dispatch.target import TriggerRequest
 from broker.embedded_redis import free_port
-from broker.errors import TargetRejected, TargetUnavailable
-from broker.settings import WebhookTarget as WebhookConfig
 
 REQUEST = TriggerRequest(
     trigger_id="baton:report:2026-11-23:0",

@@ -11,8 +11,8 @@ import yaml
 from redis.asyncio import Redis
 
 from broker.contracts.model import Contract
-from broker.events import Event
-from broker.explain import explain
+from broker.control.explain import explain
+from broker.core.events import Event
 from broker.matching.matcher import Matcher
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore

@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from broker.client import BatonClient, BatonUnavailable, PublishError, check_routes, make_event
-from broker.events import Event
-from broker.ingest import IngestResult
+from broker.core.events import Event
+from broker.ingest.intake import IngestResult
 
 log = logging.getLogger("baton.publish")
 

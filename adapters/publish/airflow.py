@@ -50,7 +50,7 @@ from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import Asset, get_current_context
 
 from adapters.publish import Outcome, Publisher, stable_event_id
-from broker.events import Event
+from broker.core.events import Event
 
 log = logging.getLogger("baton.publish.airflow")
 

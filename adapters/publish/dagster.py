@@ -53,7 +53,7 @@ from pydantic import ValidationError
 
 from adapters.publish import Outcome, Publisher, stable_event_id
 from broker.client import BatonClient, BatonUnavailable
-from broker.events import Event
+from broker.core.events import Event
 
 DatasetFor: TypeAlias = Callable[[dg.AssetKey], str | None] | Mapping[str, str | None]
 Assets: TypeAlias = Sequence[dg.AssetKey | str] | dg.AssetSelection | None

@@ -46,7 +46,7 @@ from prefect.logging.loggers import flow_run_logger, task_run_logger
 
 from adapters.publish import Outcome, Publisher, stable_event_id
 from broker.client import Unrouted
-from broker.events import Event
+from broker.core.events import Event
 
 Parameters = dict[str, Any]
 DatasetSpec = str | Callable[[Parameters], str]

@@ -31,8 +31,8 @@ from starlette.routing import BaseRoute
 
 from broker.api.problems import PROBLEM, problem_body
 from broker.api.sessions import COOKIE, Session, SessionStore, cross_site
-from broker.auth import Authenticator, Principal
-from broker.settings import Role
+from broker.core.settings import Role
+from broker.ingest.auth import Authenticator, Principal
 
 Need = Literal["public", "publish", "viewer", "operator", "admin"]
 Scope = MutableMapping[str, Any]

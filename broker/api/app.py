@@ -15,9 +15,10 @@ from broker.api.guard import RETRY_AFTER_S, Guard
 from broker.api.openapi import document
 from broker.api.problems import problem
 from broker.api.status import status_page
-from broker.audit import AuditTrail
-from broker.redis_health import RedisHealth
-from broker.runtime import Contracts, Runtime
+from broker.control.audit import AuditTrail
+from broker.matching.loaded import Contracts
+from broker.runtime import Runtime
+from broker.state.health import RedisHealth
 
 log = logging.getLogger("baton.api")
 

@@ -1,4 +1,4 @@
-"""GET /v1/audit: the audit trail, newest first (see broker.audit)."""
+"""GET /v1/audit: the audit trail, newest first (see broker.control.audit)."""
 
 from __future__ import annotations
 

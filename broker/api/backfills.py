@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from broker.api.access import actor, role
 from broker.api.problems import problem
-from broker.backfill import BackfillRejected, dry_run, status, submit
+from broker.time.backfill import BackfillRejected, dry_run, status, submit
 
 router = APIRouter(tags=["backfills"])
 _PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}

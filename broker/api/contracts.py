@@ -9,13 +9,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from broker import pause
 from broker.api.access import actor, role
 from broker.api.problems import problem
-from broker.changes import LiveState
 from broker.contracts.model import Contract
-from broker.explain import explain
-from broker.secrets import redact
+from broker.control import pause
+from broker.control.changes import LiveState
+from broker.control.explain import explain_from_store
+from broker.core.secrets import redact
 
 router = APIRouter(tags=["contracts"])
 
@@ -166,13 +166,6 @@ async def explain_partition(name: str, partition: str, request: Request) -> Resp
     except ValueError as exc:
         return problem(422, "Invalid partition", str(exc), [("partition", str(exc))])
     return JSONResponse(report)
-
-
-async def explain_from_store(store: Any, contract: Contract, partition: str) -> dict[str, Any]:
-    state = await store.read_partition(contract.name, partition)
-    trigger = await store.get_trigger(state.trigger_id) if state.trigger_id else None
-    alert = await store.deadlines.alert_of(contract.name, partition)
-    return explain(contract, partition, state, trigger, alert).as_dict()
 
 
 @router.get("/v1/triggers", tags=["triggers"])

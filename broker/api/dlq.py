@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from broker import dlq
 from broker.api.access import actor, role
 from broker.api.problems import problem
+from broker.followup import dlq
 
 router = APIRouter(tags=["dead letters"])
 

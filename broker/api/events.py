@@ -10,7 +10,7 @@ Every way in refuses, before anything is written:
     413      a body over `api.max_body_bytes`
     415      a Content-Type that is not JSON (none at all is JSON: CloudEvents binary
              mode and many scripts send none)
-    400      a body that is not strict JSON (`broker.events.read_body`), naming where
+    400      a body that is not strict JSON (`broker.core.events.read_body`), naming where
     422      a value that is not what its field takes, naming the field
 The 202 answer says, per event, which contracts it feeds and which it cannot, and why
 (`Matcher.route`, with the contract set of the moment).
@@ -28,14 +28,14 @@ from fastapi.responses import Response
 
 from broker.api.event_schemas import ANSWER, CLOUD_EVENT, EVENTS_BODY, RUN_EVENT
 from broker.api.problems import PROBLEM, problem_body
-from broker.auth import Authenticator, AuthError, Forbidden, Producer
-from broker.cloudevents import is_cloudevent, read_cloudevents
-from broker.errors import BacklogFull, EventRejected
-from broker.events import Event, parse_events
-from broker.ingest import IngestResult, ingest
+from broker.core.errors import BacklogFull, EventRejected
+from broker.core.events import Event, parse_events
+from broker.core.strict_json import BodyRefused, read_body, shown
+from broker.ingest.auth import Authenticator, AuthError, Forbidden, Producer
+from broker.ingest.cloudevents import is_cloudevent, read_cloudevents
+from broker.ingest.intake import IngestResult, ingest
+from broker.ingest.openlineage import translate
 from broker.matching.matcher import Matcher
-from broker.openlineage import translate
-from broker.strict_json import BodyRefused, read_body, shown
 
 router = APIRouter(tags=["events"])
 Scope = MutableMapping[str, Any]

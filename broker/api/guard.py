@@ -20,7 +20,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from broker.api.problems import PROBLEM, problem_body
-from broker.redis_health import RedisHealth, is_down
+from broker.state.health import RedisHealth, is_down
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from broker.api.access import ROLE_KEY, Policy
-from broker.events import Event
+from broker.core.events import Event
 
 _SCHEMES: dict[str, Any] = {
     "bearer": {"type": "http", "scheme": "bearer",

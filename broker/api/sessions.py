@@ -24,7 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from redis.asyncio import Redis
 
-from broker.auth import Principal
+from broker.ingest.auth import Principal
 from broker.state.keys import Keys
 from broker.state.util import text
 

@@ -10,11 +10,12 @@ from html import escape
 from typing import Any
 
 from broker.contracts.check import target_kinds
+from broker.contracts.graph import Graph, build, mermaid, node_name
 from broker.contracts.model import Contract
-from broker.explain import explain
-from broker.graph import Graph, build, mermaid, node_name
-from broker.pause import paused
-from broker.runtime import Contracts, Runtime
+from broker.control.explain import explain
+from broker.control.pause import paused
+from broker.matching.loaded import Contracts
+from broker.runtime import Runtime
 
 WAITING_SHOWN = 5  # waiting partitions per contract, newest first
 

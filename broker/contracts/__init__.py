@@ -1,1 +1,4 @@
-"""Dependency contracts: the model, the YAML loader with file:line errors, the checker."""
+"""Floor 2, what a contract is: the model, the YAML loader, the checker, the graph.
+
+Load errors are `file:line: message`. Imports only `broker.core`.
+"""

@@ -40,15 +40,15 @@ from broker.contracts.model import (
     iter_inputs,
     trigger_spec,
 )
-from broker.contracts.online import sample_context, sample_partition
+from broker.contracts.samples import sample_context, sample_partition
 from broker.contracts.secrets_check import secret_problems
-from broker.errors import ContractError
-from broker.expressions import ExpressionError, compile_expression
-from broker.partitions import Calendar, Granularity, can_map
-from broker.templates import TemplateError, compile_template, unknown
+from broker.core.errors import ContractError
+from broker.core.expressions import ExpressionError, compile_expression
+from broker.core.partitions import Calendar, Granularity, can_map
+from broker.core.templates import TemplateError, compile_template, unknown
 
 if TYPE_CHECKING:
-    from broker.settings import Settings
+    from broker.core.settings import Settings
 
 
 def target_kinds(settings: Settings) -> dict[str, str]:

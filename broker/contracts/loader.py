@@ -27,7 +27,7 @@ import yaml
 from pydantic import ValidationError
 
 from broker.contracts.model import Contract
-from broker.errors import ContractError, Location
+from broker.core.errors import ContractError, Location
 
 Path_ = tuple[str | int, ...]
 

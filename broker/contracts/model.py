@@ -23,8 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from broker.durations import Duration
-from broker.partitions import Granularity
+from broker.core.durations import Duration
+from broker.core.partitions import Calendar, Granularity
 
 _DATASET = re.compile(r"^[\x20-\x7e\u00a0-\U0010ffff]{1,256}$")
 DEADLINE = re.compile(r"^(?:\+(?P<rel>(?:\d+[dhms])+))?(?P<at>(?:[01]\d|2[0-3]):[0-5]\d)?$")
@@ -253,3 +253,13 @@ def contract_json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Baton contract"
     return schema
+
+
+def input_calendar(contract: Contract, item: Input) -> Calendar:
+    """The calendar an input's partitions are keyed in (its own, or the contract's)."""
+    granularity = item.partitioned or contract.partitioned
+    return Calendar(Granularity(granularity), contract.timezone)
+
+
+def contract_calendar(contract: Contract) -> Calendar:
+    return Calendar(Granularity(contract.partitioned), contract.timezone)

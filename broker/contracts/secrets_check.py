@@ -1,14 +1,14 @@
 """What `baton check` (and every load) says about secrets in contracts: each `${VAR}` a
 trigger uses must be one the config allows (`contract_env`) and must be set; a
-credential-named field must not be written out in the file (see broker.secrets)."""
+credential-named field must not be written out in the file (see broker.core.secrets)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
 from broker.contracts.loader import ContractSet, LoadedContract
-from broker.errors import ContractError
-from broker.secrets import allowed, literal_secrets, references
+from broker.core.errors import ContractError
+from broker.core.secrets import allowed, literal_secrets, references
 
 
 def secret_problems(

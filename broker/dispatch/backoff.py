@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from broker.settings import RetrySettings
+from broker.core.settings import RetrySettings
 
 
 def delay(policy: RetrySettings, attempt: int, rng: random.Random) -> timedelta:

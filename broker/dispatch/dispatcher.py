@@ -25,17 +25,17 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from broker.contracts.model import Contract
+from broker.contracts.model import Contract, contract_calendar
+from broker.core.errors import TargetRejected, TargetUnavailable
+from broker.core.partitions import Granularity, partition_bounds
+from broker.core.secrets import Redactor, resolve
+from broker.core.settings import RetrySettings
+from broker.core.templates import Template, TemplateError, compile_template
 from broker.dispatch.backoff import delay
 from broker.dispatch.gate import Gates, created_ms
 from broker.dispatch.target import Receipt, Target, TriggerRequest
-from broker.errors import TargetRejected, TargetUnavailable
-from broker.matching.condition import contract_calendar, readable_slot
-from broker.partitions import Granularity, partition_bounds
-from broker.secrets import Redactor, resolve
-from broker.settings import RetrySettings
+from broker.matching.condition import readable_slot
 from broker.state.ports import TriggerRecord, TriggerStore
-from broker.templates import Template, TemplateError, compile_template
 
 log = logging.getLogger("baton.dispatch")
 

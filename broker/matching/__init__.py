@@ -1,1 +1,4 @@
-"""Matching: which contract partitions an event feeds, and what each needs. Pure."""
+"""Floor 3, matching: which contract partitions an event feeds, and what each needs.
+
+Pure (imports `core` and `contracts`): the matcher decides, `state` records.
+"""

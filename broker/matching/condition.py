@@ -13,8 +13,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from broker.contracts.model import AllOf, AnyOf, Condition, Contract, Input
-from broker.partitions import Calendar, Granularity, required_input_keys
+from broker.contracts.model import (
+    AllOf,
+    AnyOf,
+    Condition,
+    Contract,
+    Input,
+    contract_calendar,
+    input_calendar,
+)
+from broker.core.partitions import Granularity, required_input_keys
 
 Tree = dict[str, Any]
 
@@ -39,15 +47,6 @@ def readable_slot(name: str) -> str:
     """`dataset[partition]` (or the dataset alone), as people read a slot."""
     dataset, partition = split_slot(name)
     return f"{dataset}[{partition}]" if partition else dataset
-
-
-def input_calendar(contract: Contract, item: Input) -> Calendar:
-    granularity = item.partitioned or contract.partitioned
-    return Calendar(Granularity(granularity), contract.timezone)
-
-
-def contract_calendar(contract: Contract) -> Calendar:
-    return Calendar(Granularity(contract.partitioned), contract.timezone)
 
 
 def input_keys(contract: Contract, partition: str, item: Input) -> list[str]:

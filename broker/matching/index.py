@@ -10,10 +10,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from broker.contracts.model import Contract, Input, iter_inputs
-from broker.expressions import Expression, compile_expression
-from broker.matching.condition import contract_calendar, input_calendar
-from broker.partitions import Calendar
+from broker.contracts.model import Contract, Input, contract_calendar, input_calendar, iter_inputs
+from broker.core.expressions import Expression, compile_expression
+from broker.core.partitions import Calendar
 
 
 @dataclass(frozen=True, slots=True)

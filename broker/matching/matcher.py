@@ -22,10 +22,10 @@ from functools import lru_cache
 from typing import Literal, NamedTuple
 
 from broker.contracts.model import Contract
-from broker.events import Event
+from broker.core.events import Event
+from broker.core.partitions import Granularity, PartitionError, contract_keys_for_input
 from broker.matching.condition import build_tree, slot, tree_json
 from broker.matching.index import DatasetIndex, Subscription
-from broker.partitions import Granularity, PartitionError, contract_keys_for_input
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from broker.errors import BacklogFull
+from broker.core.errors import BacklogFull
 from broker.matching.matcher import RecordOp, trigger_id_base
 from broker.state.backfill_store import BackfillStore
 from broker.state.deadline_store import DeadlineStore

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from broker.core.errors import TargetUnavailable
 from broker.dispatch.target import Receipt, RunStatus, Target, TriggerRequest
-from broker.errors import TargetUnavailable
 from tests.conftest import Cluster, wait_until
 from tests.orchestrators.servers import Server
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from adapters.airflow import AirflowTarget
+from broker.core.errors import TargetRejected, TargetUnavailable
+from broker.core.settings import AirflowTarget as AirflowConfig
 from broker.dispatch.target import Target, TriggerRequest
-from broker.errors import TargetRejected, TargetUnavailable
-from broker.settings import AirflowTarget as AirflowConfig
 from tests.conftest import Cluster, wait_until
 from tests.orchestrators import servers
 from tests.orchestrators.conftest import Airflow

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from adapters.dagster import DagsterTarget
+from broker.core.errors import TargetRejected, TargetUnavailable
+from broker.core.settings import DagsterTarget as DagsterConfig
 from broker.dispatch.target import RunStatus, TriggerRequest
-from broker.errors import TargetRejected, TargetUnavailable
-from broker.settings import DagsterTarget as DagsterConfig
 from tests.orchestrators import servers
 from tests.orchestrators.conftest import Dagster
 from tests.orchestrators.helpers import ask

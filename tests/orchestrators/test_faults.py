@@ -14,11 +14,11 @@ import pytest
 from adapters.airflow import AirflowTarget
 from adapters.dagster import DagsterTarget
 from adapters.prefect import PrefectTarget
+from broker.core.errors import TargetUnavailable
+from broker.core.settings import AirflowTarget as AirflowConfig
+from broker.core.settings import DagsterTarget as DagsterConfig
+from broker.core.settings import PrefectTarget as PrefectConfig
 from broker.dispatch.target import Target, TriggerRequest
-from broker.errors import TargetUnavailable
-from broker.settings import AirflowTarget as AirflowConfig
-from broker.settings import DagsterTarget as DagsterConfig
-from broker.settings import PrefectTarget as PrefectConfig
 from tests.conftest import Cluster, wait_until
 from tests.orchestrators.conftest import Airflow, Dagster, Prefect
 from tests.orchestrators.faults import FaultProxy, fault_proxy

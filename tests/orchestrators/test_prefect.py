@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from adapters.prefect import PrefectTarget
+from broker.core.errors import TargetRejected, TargetUnavailable
+from broker.core.settings import PrefectTarget as PrefectConfig
 from broker.dispatch.target import Target, TriggerRequest
-from broker.errors import TargetRejected, TargetUnavailable
-from broker.settings import PrefectTarget as PrefectConfig
 from tests.conftest import Cluster, wait_until
 from tests.orchestrators import servers
 from tests.orchestrators.conftest import Prefect

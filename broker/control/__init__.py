@@ -1,0 +1,5 @@
+"""Floor 6, the contract lifecycle an operator steers: reload, changes, pause, explain, audit.
+
+What a new contract set does to the live state, why a partition has not fired, and who
+did what.
+"""

@@ -1,0 +1,178 @@
+"""Answer "why hasn't my pipeline run?" for one contract partition. Pure.
+
+Lists every input slot the partition needs: satisfied (by which event, when), failed,
+or missing; whether the condition holds; the trigger with its state; and the deadline,
+with the alert sent when it passed unmet.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from broker.contracts.model import Contract
+from broker.core.partitions import PartitionError
+from broker.matching.condition import build_tree, holds, leaves, split_slot
+from broker.state.ports import PartitionState, TriggerRecord
+from broker.state.redis_store import RedisStore
+from broker.time.deadlines import deadline_at
+
+
+@dataclass(frozen=True, slots=True)
+class InputStatus:
+    dataset: str
+    partition: str
+    state: str  # satisfied | missing | failed | consumed | expired (outside `within`)
+    event_id: str | None = None
+    occurred_at: str | None = None
+    received_at: str | None = None
+    failed_event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    contract: str
+    partition: str
+    condition_holds: bool
+    generation: int
+    inputs: list[InputStatus]
+    trigger: dict[str, Any] | None = None
+    missing: list[str] = field(default_factory=list)
+    # When the partition must have fired, and the alert sent when it had not.
+    deadline: str | None = None
+    deadline_alert: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def explain(
+    contract: Contract,
+    partition: str,
+    state: PartitionState,
+    trigger: TriggerRecord | None,
+    alert: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Explanation:
+    tree = build_tree(contract, partition)
+    unpartitioned = contract.partitioned == "none"
+    present = {s for s in state.successes if not (unpartitioned and s in state.consumed)}
+    if contract.within and state.fired < state.generation:
+        # Waiting: an input that landed longer than `within` ago no longer counts.
+        oldest = (now or datetime.now(UTC)) - contract.within
+        expired = {s for s in present if _landed(state.successes[s]) < oldest}
+        present -= expired
+    else:
+        expired = set()
+    inputs = [_status(s, state, present, expired) for s in leaves(tree)]
+    return Explanation(
+        contract=contract.name,
+        partition=partition,
+        condition_holds=holds(tree, present),
+        generation=state.generation,
+        inputs=inputs,
+        trigger=_trigger(trigger),
+        missing=[f"{i.dataset}" + (f"[{i.partition}]" if i.partition else "")
+                 for i in inputs if i.state != "satisfied"],
+        deadline=_deadline(contract, partition),
+        deadline_alert=alert,
+    )  # fmt: skip
+
+
+async def explain_from_store(
+    store: RedisStore, contract: Contract, partition: str
+) -> dict[str, Any]:
+    """The explanation of a partition as stored now, as the API and `baton explain` show it."""
+    state = await store.read_partition(contract.name, partition)
+    trigger = await store.get_trigger(state.trigger_id) if state.trigger_id else None
+    alert = await store.deadlines.alert_of(contract.name, partition)
+    return explain(contract, partition, state, trigger, alert).as_dict()
+
+
+def _deadline(contract: Contract, partition: str) -> str | None:
+    try:
+        found = deadline_at(contract, partition)
+    except PartitionError:
+        return None
+    return found.isoformat() if found else None
+
+
+def _landed(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(event.get("received_at") or "1970-01-01T00:00:00+00:00"))
+
+
+def _status(slot: str, state: PartitionState, present: set[str], expired: set[str]) -> InputStatus:
+    dataset, partition = split_slot(slot)
+    success = state.successes.get(slot)
+    failure = state.failures.get(slot)
+    if slot in present and success:
+        kind = "satisfied"
+    elif slot in expired:
+        kind = "expired"
+    elif success:
+        kind = "consumed"
+    else:
+        kind = "failed" if failure else "missing"
+    return InputStatus(
+        dataset=dataset,
+        partition=partition,
+        state=kind,
+        event_id=success.get("event_id") if success else None,
+        occurred_at=success.get("occurred_at") if success else None,
+        received_at=success.get("received_at") if success else None,
+        failed_event_id=failure.get("event_id") if failure else None,
+    )
+
+
+def _trigger(record: TriggerRecord | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    data = asdict(record)
+    data.pop("inputs")
+    return data
+
+
+def render_text(exp: Explanation) -> str:
+    """A person's view of an explanation."""
+    title = f"{exp.contract} [{exp.partition or 'unpartitioned'}]"
+    lines = [title, f"  condition holds: {'yes' if exp.condition_holds else 'no'}"]
+    for item in exp.inputs:
+        where = f"[{item.partition}]" if item.partition else ""
+        detail = f"event {item.event_id} at {item.occurred_at}" if item.event_id else ""
+        if item.failed_event_id and item.state != "satisfied":
+            detail += f" (last failure: {item.failed_event_id})"
+        lines.append(f"  {item.state:<9} {item.dataset}{where} {detail}".rstrip())
+    lines.append(_trigger_line(exp.trigger))
+    if exp.deadline:
+        lines.append(_deadline_line(exp))
+    return "\n".join(lines)
+
+
+def _deadline_line(exp: Explanation) -> str:
+    alert = exp.deadline_alert
+    if alert is None:
+        state = "met" if exp.trigger else "not passed yet, or not looked at yet"
+    else:
+        state = f"missed, alerted at {alert['alerted_at']}"
+        if alert.get("recovered_at"):
+            state += f"; recovered at {alert['recovered_at']} by {alert['trigger_id']}"
+    return f"  deadline: {exp.deadline} ({state})"
+
+
+def _trigger_line(trigger: dict[str, Any] | None) -> str:
+    if trigger is None:
+        return "  trigger: none yet"
+    text = f"  trigger: {trigger['id']} {trigger['state']} (attempts {trigger['attempts']})"
+    if trigger.get("downstream_ref"):
+        text += f" -> {trigger['downstream_ref']}"
+    if trigger.get("last_error"):
+        text += f"\n  last error: {trigger['last_error']}"
+    if trigger.get("contract_version"):
+        text += f"\n  fired under contracts version {trigger['contract_version']}"
+    return text
+
+
+def to_json(exp: Explanation) -> str:
+    return json.dumps(exp.as_dict(), indent=2)

@@ -1,0 +1,183 @@
+"""Dataset-completion events: the one shape every way in ends up as.
+
+An `Event` is what a producer says ("dataset D, partition P, finished with status S at
+time T"); `parse_events` turns a request body (read by `broker.core.strict_json`) into
+events or a list of precise field errors; `encode`, `wire` and `from_wire` are the
+stream's encoding (one compact JSON field). Metadata from Python (the client) is held to
+the strict JSON rules too, and nests at most MAX_METADATA_DEPTH levels.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from broker.core.errors import EventRejected
+from broker.core.strict_json import path_text, problems, suspect
+
+MAX_METADATA_BYTES = 64 * 1024
+MAX_METADATA_DEPTH = 32  # levels of objects and arrays; the stream's serializer stops near 255
+# Printable characters, lone surrogates (U+D800-U+DFFF) left out.
+_TEXT = r"\x20-\x7e\u00a0-\ud7ff\ue000-\U0010ffff"
+_DATASET = re.compile(f"^[{_TEXT}]{{1,256}}$")
+_PARTITION = re.compile(r"^[\x21-\x7e]{1,128}$")
+_EVENT_ID = re.compile(f"^[{_TEXT}]{{1,512}}$")
+
+
+class Event(BaseModel):
+    """One dataset-completion event, as SPEC 'Events' describes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The schema states the printable-ASCII core of each rule (validators below accept
+    # all printable Unicode) so that OpenAPI clients and generators stay inside it.
+    dataset: str = Field(json_schema_extra={"pattern": r"^[\x20-\x7e]{1,256}$"})
+    partition: str | None = Field(None, json_schema_extra={"pattern": r"^[\x21-\x7e]{1,128}$"})
+    status: Literal["success", "failed"] = "success"
+    event_id: str | None = Field(None, json_schema_extra={"pattern": r"^[\x20-\x7e]{1,512}$"})
+    producer: str | None = Field(None, max_length=512)
+    occurred_at: datetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, value: str) -> str:
+        if not _DATASET.fullmatch(value):
+            raise ValueError("must be 1 to 256 printable characters")
+        return value
+
+    @field_validator("partition")
+    @classmethod
+    def _partition(cls, value: str | None) -> str | None:
+        if value is not None and not _PARTITION.fullmatch(value):
+            raise ValueError("must be 1 to 128 printable characters without spaces")
+        return value
+
+    @field_validator("event_id")
+    @classmethod
+    def _event_id(cls, value: str | None) -> str | None:
+        if value is not None and not _EVENT_ID.fullmatch(value):
+            raise ValueError("must be 1 to 512 printable characters")
+        return value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry a timezone, e.g. 2026-11-23T05:12:00Z")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Metadata from Python (the client) has not been through `read_body`: the same
+        # rules, walked only when its JSON text gives cause.
+        try:
+            text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            text = ""
+        if not text or suspect(text, MAX_METADATA_DEPTH):
+            found = problems(value, MAX_METADATA_DEPTH, "metadata")
+            if found or not text:
+                raise ValueError("; ".join(f"{at}: {why}" for at, why in found) or "is not JSON")
+        size = len(text.encode())
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"is {size} bytes; at most {MAX_METADATA_BYTES} are allowed")
+        return value
+
+    def completed(self, received_at: datetime) -> Event:
+        """This event with `event_id` and `occurred_at` filled in."""
+        return self.model_copy(
+            update={
+                "event_id": self.event_id or new_event_id(),
+                "occurred_at": self.occurred_at or received_at,
+            }
+        )
+
+
+def new_event_id() -> str:
+    return f"baton-{uuid.uuid4().hex}"
+
+
+class Batch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[dict[str, Any]] = Field(min_length=1)
+
+
+def parse_events(body: Any, max_batch: int) -> list[Event]:
+    """Validate one event or `{"events": [...]}`; raise EventRejected naming each bad field."""
+    if isinstance(body, dict) and "events" in body:
+        try:
+            raw = Batch.model_validate(body).events
+        except ValidationError as exc:
+            raise EventRejected(field_errors(exc, "")) from exc
+        if len(raw) > max_batch:
+            raise EventRejected([("events", f"holds {len(raw)} events; at most {max_batch}")])
+        prefix = "events[{}]."
+    elif isinstance(body, dict):
+        raw, prefix = [body], ""
+    else:
+        raise EventRejected([("", "the body must be a JSON object: an event or {'events': [...]}")])
+    return _validate_all(raw, prefix)
+
+
+def _validate_all(raw: list[dict[str, Any]], prefix: str) -> list[Event]:
+    events: list[Event] = []
+    errors: list[tuple[str, str]] = []
+    for index, item in enumerate(raw):
+        try:
+            events.append(Event.model_validate(item))
+        except ValidationError as exc:
+            errors += field_errors(exc, prefix.format(index))
+    if errors:
+        raise EventRejected(errors)
+    return events
+
+
+def field_errors(exc: ValidationError, prefix: str) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors():
+        out.append((path_text(prefix.rstrip("."), err["loc"]) or "body", err["msg"]))
+    return out
+
+
+# An event as compact JSON with its `event_id` filled in, waiting only for the time it is
+# received: (event_id, JSON body, whether the body carries `occurred_at`). Plain strings
+# in a tuple, so a client holding 100,000 of them gives the garbage collector nothing
+# to walk (100,000 models would cost more in collections than in validation).
+Encoded = tuple[str, str, bool]
+
+
+def encode(event: Event) -> Encoded:
+    event_id = event.event_id or new_event_id()
+    body = event.model_dump_json(exclude_none=True)
+    if event.event_id is None:
+        body = '{"event_id":' + json.dumps(event_id) + "," + body[1:]
+    return event_id, body, event.occurred_at is not None
+
+
+def wire(encoded: Encoded, received: str) -> str:
+    """The stream encoding: the body with `received_at` (and `occurred_at` defaulting to
+    it) spliced in as text, this being the ingest hot path; `received` is formatted
+    once per batch by `wire_time`."""
+    _, body, timed = encoded
+    head = '{"received_at":"' + received + '"'
+    if not timed:
+        head += ',"occurred_at":"' + received + '"'
+    return head + "," + body[1:]
+
+
+def wire_time(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat()
+
+
+def from_wire(payload: str | bytes) -> tuple[Event, datetime]:
+    """Inverse of `wire`."""
+    data = json.loads(payload)
+    received_at = datetime.fromisoformat(data.pop("received_at"))
+    return Event.model_validate(data), received_at

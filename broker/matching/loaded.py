@@ -1,0 +1,42 @@
+"""The contract set a process runs, with the matcher built from it.
+
+Loaded and checked as a whole: one error in any file refuses the set, so a process
+runs either the last good set or the new one, never half of each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from broker.contracts.check import check_configured
+from broker.contracts.loader import ContractSet
+from broker.contracts.model import Contract
+from broker.core.errors import ConfigError
+from broker.core.settings import Settings
+from broker.matching.matcher import Matcher
+
+
+@dataclass
+class Contracts:
+    """The loaded contract set and the matcher built from it; swapped as a whole."""
+
+    contract_set: ContractSet
+    matcher: Matcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.matcher = Matcher(c.contract for c in self.contract_set.contracts)
+
+    @property
+    def version(self) -> str:
+        return self.contract_set.version
+
+    def by_name(self) -> dict[str, Contract]:
+        return self.matcher.contracts
+
+
+def load_checked(settings: Settings) -> Contracts:
+    """Load and check the contracts folder; any error refuses the whole set."""
+    contract_set, errors = check_configured(settings)
+    if errors:
+        raise ConfigError("contracts rejected:\n" + "\n".join(str(e) for e in errors))
+    return Contracts(contract_set)
