@@ -25,11 +25,12 @@ may be left out) and the asset job that holds them all. A partitioned asset need
 becomes the run tag `dagster/partition`; `tags` are added, and `baton/contract`.
 
 **Errors.** Dagster answers most failures with a member of the result union, which is
-quoted: PythonError is transient (see `_TRANSIENT`), every other member permanent. An
-unknown job or asset while a code location fails to load is transient as well: the job
-may be in the broken location, back once it is fixed. HTTP and transport errors go
-through `adapters._http`; a GraphQL error (a query this Dagster does not know) quotes
-its messages.
+quoted: PythonError is transient (why: `adapters.dagster_graphql`), every other member
+permanent. An unknown job or asset while a code location fails to load is transient as
+well: the job may be in the broken location, back once it is fixed. HTTP and transport
+errors go through `adapters._http`; a GraphQL error (a query this Dagster does not know)
+quotes its messages. The GraphQL documents and the reading of Dagster's answers live in
+`adapters.dagster_graphql`.
 
 Auth: `token` (Dagster+) as the `Dagster-Cloud-Api-Token` header.
 """
@@ -40,6 +41,7 @@ from typing import Any
 
 import httpx
 
+from adapters import dagster_graphql as gql
 from adapters._http import classify, translate_errors
 from broker.core.errors import TargetError, TargetRejected, TargetUnavailable
 from broker.core.settings import DagsterTarget as DagsterConfig
@@ -48,114 +50,7 @@ from broker.dispatch.target import Receipt, RunStatus, TriggerRequest
 TRIGGER_TAG = "baton/trigger_id"
 CONTRACT_TAG = "baton/contract"
 PARTITION_TAG = "dagster/partition"
-ASSET_JOB = "__ASSET_JOB"
 DEFAULT_REPOSITORY = "__repository__"
-
-# Dagster run statuses -> Baton's run states. MANAGED runs are run outside Dagster's
-# control plane and SUSPENDED ones wait on outside work: both unfinished.
-_STATES = {
-    "QUEUED": "queued",
-    "NOT_STARTED": "queued",
-    "STARTING": "running",
-    "STARTED": "running",
-    "SUSPENDED": "running",
-    "MANAGED": "running",
-    "CANCELING": "running",
-    "SUCCESS": "succeeded",
-    "FAILURE": "failed",
-    "CANCELED": "failed",
-}
-
-# The members of launchRun's LaunchRunResult union (Dagster 1.13), bar LaunchRunSuccess:
-#   PipelineNotFoundError            no such job, repository or code location
-#   RunConfigValidationInvalid       the run config does not fit the job's config schema
-#   InvalidSubsetError               an asset (or op) selection the job does not hold
-#   InvalidStepError                 a step key the plan lacks (re-executions only)
-#   InvalidOutputError               a step output the plan lacks (re-executions only)
-#   PresetNotFoundError              a preset the job lacks (legacy; Baton sends none)
-#   ConflictingExecutionParamsError  a preset and a run config both given (legacy)
-#   NoModeProvidedError              a legacy multi-mode job without a mode
-#   RunConflict                      a run with the run id asked for already exists
-#   UnauthorizedError                the token may not launch this job
-#   PythonError                      an exception inside Dagster
-# All are permanent but PythonError. It is the exception Dagster did not expect, answered
-# with HTTP 500 like the server errors Baton retries anyway: a code server restarting or
-# unreachable over gRPC, the run storage's database failing, a location reloading. Those
-# pass; so PythonError is transient, and retried with backoff until the attempts are
-# spent. The known deterministic one, a partition key the partitions definition cannot
-# parse ("ValueError: time data 'x' does not match format '%Y-%m-%d%z'"), therefore
-# spends the retries before it is dead-lettered, with that message; `check` finds it
-# before any trigger does.
-_TRANSIENT = frozenset({"PythonError"})
-
-_RUNS = """
-query BatonRunsOfTrigger($filter: RunsFilter!) {
-  runsOrError(filter: $filter, limit: 100) {
-    __typename
-    ... on Runs { results { runId jobName rootRunId creationTime assetSelection { path } } }
-    ... on Error { message }
-    ... on PythonError { causes { message } }
-  }
-}"""
-
-_ASSETS = """
-query BatonAssets($keys: [AssetKeyInput!]!, $withPartitions: Boolean!) {
-  assetNodes(assetKeys: $keys) {
-    assetKey { path }
-    isMaterializable
-    isPartitioned
-    jobNames
-    partitionKeys @include(if: $withPartitions)
-    repository { name location { name } }
-  }
-}"""
-
-_LAUNCH = """
-mutation BatonLaunchRun($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on Error { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-    ... on InvalidStepError { invalidStepKey }
-    ... on InvalidOutputError { stepKey invalidOutputName }
-    ... on PythonError { causes { message } }
-  }
-}"""
-
-_RUN = """
-query BatonRun($runId: ID!) {
-  runOrError(runId: $runId) {
-    __typename
-    ... on Run { status tags { key value } }
-    ... on Error { message }
-    ... on PythonError { causes { message } }
-  }
-}"""
-
-_VALIDATE = """
-query BatonValidate($pipeline: PipelineSelector!, $runConfig: RunConfigData) {
-  isPipelineConfigValid(pipeline: $pipeline, mode: "default", runConfigData: $runConfig) {
-    __typename
-    ... on Error { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-    ... on PythonError { causes { message } }
-  }
-}"""
-
-_WORKSPACE = """
-query BatonWorkspace {
-  workspaceOrError {
-    __typename
-    ... on Workspace {
-      locationEntries {
-        name
-        locationOrLoadError { __typename ... on PythonError { message causes { message } } }
-      }
-    }
-    ... on PythonError { message }
-  }
-}"""
 
 
 def client_for(config: DagsterConfig) -> httpx.AsyncClient:
@@ -221,7 +116,7 @@ class DagsterTarget:
             "runConfigData": spec.get("run_config") or {},
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
         }
-        result = (await self.query(_LAUNCH, {"params": params}))["launchRun"]
+        result = (await self.query(gql.LAUNCH, {"params": params}))["launchRun"]
         if result.get("__typename") == "LaunchRunSuccess":
             return self._receipt(str(result["run"]["runId"]))
         error = self.error("launchRun", result)
@@ -235,7 +130,7 @@ class DagsterTarget:
     async def run_of_trigger(self, trigger_id: str, spec: dict[str, Any]) -> str | None:
         """The id of the run an earlier attempt launched for `trigger_id`, if any."""
         variables = {"filter": {"tags": [{"key": TRIGGER_TAG, "value": trigger_id}]}}
-        answer = (await self.query(_RUNS, variables))["runsOrError"]
+        answer = (await self.query(gql.RUNS, variables))["runsOrError"]
         if answer.get("__typename") != "Runs":
             raise self.error("runsOrError", answer)
         runs = answer["results"]
@@ -248,7 +143,7 @@ class DagsterTarget:
             same = run.get("jobName") == spec["job"]
         else:
             keys = {tuple(a["path"]) for a in run.get("assetSelection") or []}
-            same = keys == {tuple(_path(key)) for key in spec.get("assets") or []}
+            same = keys == {tuple(gql.asset_path(key)) for key in spec.get("assets") or []}
         if not same:
             what = f"job {spec['job']!r}" if spec.get("job") else f"assets {spec.get('assets')}"
             raise TargetRejected(
@@ -268,9 +163,9 @@ class DagsterTarget:
                 "jobName": str(spec["job"]),
             }
         nodes = await self.asset_nodes(spec)
-        selector = _asset_selector(self.label, spec, nodes)
+        selector = gql.asset_selector(self.label, spec, nodes)
         unpartitioned = spec.get("partition") is None
-        needing = [_key(n) for n in nodes if n.get("isPartitioned") and unpartitioned]
+        needing = [gql.asset_key(n) for n in nodes if n.get("isPartitioned") and unpartitioned]
         if needing:
             raise TargetRejected(
                 f"{self.label}: asset(s) {', '.join(needing)} are partitioned; the trigger "
@@ -287,15 +182,15 @@ class DagsterTarget:
         if not keys:
             raise TargetRejected(f"{self.label}: `assets` lists no asset key")
         variables = {
-            "keys": [{"path": _path(key)} for key in keys],
+            "keys": [{"path": gql.asset_path(key)} for key in keys],
             "withPartitions": with_partitions,
         }
         nodes = [
             node
-            for node in (await self.query(_ASSETS, variables))["assetNodes"]
-            if node.get("isMaterializable") and _in_place(node, spec)
+            for node in (await self.query(gql.ASSETS, variables))["assetNodes"]
+            if node.get("isMaterializable") and gql.in_place(node, spec)
         ]
-        missing = sorted(set(keys) - {_key(node) for node in nodes})
+        missing = sorted(set(keys) - {gql.asset_key(node) for node in nodes})
         if missing:
             where = f" in code location {spec['location']!r}" if spec.get("location") else ""
             error = TargetRejected(
@@ -316,7 +211,7 @@ class DagsterTarget:
 
     async def broken_locations(self, location: str | None = None) -> list[str]:
         """Code locations (all, or just `location`) that failed to load, with the error."""
-        answer = (await self.query(_WORKSPACE, {}))["workspaceOrError"]
+        answer = (await self.query(gql.WORKSPACE, {}))["workspaceOrError"]
         if answer.get("__typename") != "Workspace":
             raise self.error("workspaceOrError", answer)
         broken = []
@@ -324,19 +219,15 @@ class DagsterTarget:
             loaded = entry.get("locationOrLoadError") or {}
             if loaded.get("__typename") == "PythonError" and location in (None, entry["name"]):
                 broken.append(
-                    f"code location {entry['name']!r} failed to load: {_python_error(loaded)}"
+                    f"code location {entry['name']!r} failed to load: {gql.python_error(loaded)}"
                 )
         return broken
 
     async def status(self, ref: str) -> RunStatus:
-        answer = (await self.query(_RUN, {"runId": ref}))["runOrError"]
+        answer = (await self.query(gql.RUN, {"runId": ref}))["runOrError"]
         if answer.get("__typename") != "Run":
             raise self.error("runOrError", answer)
-        status = str(answer.get("status") or "QUEUED")
-        tags = {t["key"]: t["value"] for t in answer.get("tags") or []}
-        reason = tags.get("dagster/failure_reason")
-        detail = f"{status} ({reason})" if reason else status
-        return RunStatus(state=_STATES.get(status, "running"), detail=detail)
+        return gql.run_status(answer)
 
     async def check(self, spec: dict[str, Any]) -> list[str]:
         """What `baton check --online` asks: the job or the assets exist (and, for
@@ -352,13 +243,13 @@ class DagsterTarget:
             selector = await self.selector(spec)
         else:
             nodes = await self.asset_nodes(spec, with_partitions=True)
-            selector = _asset_selector(self.label, spec, nodes)
-            problems += _partition_problems(self.label, spec.get("partition"), nodes)
+            selector = gql.asset_selector(self.label, spec, nodes)
+            problems += gql.partition_problems(self.label, spec.get("partition"), nodes)
         # isPipelineConfigValid takes a PipelineSelector: `pipelineName` for `jobName`.
         pipeline = {k: v for k, v in selector.items() if k != "jobName"}
         pipeline["pipelineName"] = selector["jobName"]
         variables = {"pipeline": pipeline, "runConfig": spec.get("run_config") or {}}
-        answer = (await self.query(_VALIDATE, variables))["isPipelineConfigValid"]
+        answer = (await self.query(gql.VALIDATE, variables))["isPipelineConfigValid"]
         kind = answer.get("__typename")
         if kind == "RunConfigValidationInvalid":
             problems += [
@@ -373,89 +264,7 @@ class DagsterTarget:
 
     def error(self, field: str, answer: dict[str, Any]) -> TargetError:
         """A union member other than success as Baton's error, in Dagster's words."""
-        kind = str(answer.get("__typename") or "an empty answer")
-        detail = f"{self.label}: {field}: {kind}: {_describe(answer)}"
-        return TargetUnavailable(detail) if kind in _TRANSIENT else TargetRejected(detail)
+        return gql.error(self.label, field, answer)
 
     async def aclose(self) -> None:
         await self.client.aclose()
-
-
-def _path(key: str) -> list[str]:
-    """An asset key as written in a contract ("prefix/name") -> its GraphQL path."""
-    return [part for part in str(key).split("/") if part]
-
-
-def _key(node: dict[str, Any]) -> str:
-    return "/".join(node["assetKey"]["path"])
-
-
-def _in_place(node: dict[str, Any], spec: dict[str, Any]) -> bool:
-    """The node is in the spec's code location and repository, when it names them."""
-    repository = node.get("repository") or {}
-    location = (repository.get("location") or {}).get("name")
-    if spec.get("location") and location != spec["location"]:
-        return False
-    return not spec.get("repository") or repository.get("name") == spec["repository"]
-
-
-def _asset_selector(
-    label: str, spec: dict[str, Any], nodes: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Launch `nodes` as one run: one repository, and an asset job holding them all."""
-    places = {(n["repository"]["location"]["name"], n["repository"]["name"]) for n in nodes}
-    if len(places) > 1:
-        listed = ", ".join(f"{loc}/{repo}" for loc, repo in sorted(places))
-        raise TargetRejected(
-            f"{label}: assets {', '.join(sorted(map(_key, nodes)))} are spread over {listed}; "
-            f"one run materializes the assets of one repository"
-        )
-    jobs = set.intersection(*(set(n.get("jobNames") or []) for n in nodes))
-    asset_jobs = sorted(j for j in jobs if j.startswith(ASSET_JOB))
-    if not asset_jobs:
-        raise TargetRejected(
-            f"{label}: no asset job of Dagster holds all of {', '.join(map(_key, nodes))}"
-        )
-    ((location, repository),) = places
-    return {
-        "repositoryLocationName": location,
-        "repositoryName": repository,
-        "jobName": ASSET_JOB if ASSET_JOB in asset_jobs else asset_jobs[0],
-        "assetSelection": [{"path": _path(key)} for key in spec["assets"]],
-    }
-
-
-def _partition_problems(label: str, partition: object, nodes: list[dict[str, Any]]) -> list[str]:
-    partitioned = [n for n in nodes if n.get("isPartitioned")]
-    if partition is None:
-        return [
-            f"{label}: asset {_key(n)} is partitioned; the trigger needs a partition"
-            for n in partitioned
-        ]
-    if not partitioned:
-        return [f"{label}: partition {partition!r} given, but no asset of it is partitioned"]
-    return [
-        f"{label}: asset {_key(n)} has no partition {partition!r}"
-        for n in partitioned
-        if str(partition) not in (n.get("partitionKeys") or [])
-    ]
-
-
-def _describe(answer: dict[str, Any]) -> str:
-    kind = answer.get("__typename")
-    if kind == "RunConfigValidationInvalid":
-        return "; ".join(str(e.get("message")) for e in answer.get("errors") or [])
-    if kind == "InvalidStepError":
-        return f"no step {answer.get('invalidStepKey')!r}"
-    if kind == "InvalidOutputError":
-        return f"step {answer.get('stepKey')!r} has no output {answer.get('invalidOutputName')!r}"
-    if kind == "PythonError":
-        return _python_error(answer)
-    return str(answer.get("message") or answer).strip()
-
-
-def _python_error(error: dict[str, Any]) -> str:
-    """A PythonError's message, and its causes' (where the user's exception is)."""
-    messages = [str(error.get("message") or "").strip()]
-    messages += [str(c.get("message") or "").strip() for c in error.get("causes") or []]
-    return " <- caused by ".join(m for m in messages if m)

@@ -21,7 +21,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from benchmarks.report import Row, print_table
-from broker.control.changes import ChangeApplier
+from broker.control.apply import ChangeApplier
 from broker.core.events import Event
 from broker.core.settings import Settings
 from broker.embedded_redis import RedisProcess, free_port

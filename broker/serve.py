@@ -20,7 +20,7 @@ import uvicorn
 from adapters.registry import build_alerts, build_owner_alerts, build_targets
 from broker.api.app import create_app
 from broker.api.guard import guarded_http
-from broker.control.changes import ChangeApplier, apply_changes
+from broker.control.apply import ChangeApplier, apply_changes
 from broker.control.reload import ContractsHolder, ReloadResult
 from broker.core.errors import ConfigError
 from broker.core.settings import Settings

@@ -17,7 +17,8 @@ import redis
 from redis.asyncio import Redis
 
 from broker.contracts.model import Contract
-from broker.control.changes import ChangeApplier, preview
+from broker.control.apply import ChangeApplier
+from broker.control.preview import preview
 from broker.core.events import Event
 from broker.matching.matcher import Matcher
 from broker.state.keys import Keys

@@ -26,6 +26,7 @@ FLOORS: dict[str, int] = {
     "serve": 9,
     "cli": 10,
 }  # fmt: skip
+MAX_LINES = 400
 
 
 def _sources() -> list[Path]:
@@ -77,6 +78,12 @@ def test_every_import_points_down() -> None:
                 upward.append(f"{where}: {here} (floor {FLOORS[here]}) imports {name} "
                               f"(floor {FLOORS[there]})")  # fmt: skip
     assert not upward, "\n".join(upward)
+
+
+def test_no_module_is_over_the_line_budget() -> None:
+    sizes = {p.relative_to(ROOT): len(p.read_text().splitlines()) for p in _sources()}
+    over = {str(p): n for p, n in sizes.items() if n > MAX_LINES}
+    assert not over, f"modules over {MAX_LINES} lines: {over}"
 
 
 @pytest.mark.parametrize("unit", sorted(u for u in FLOORS if ROOT.joinpath("broker", u).is_dir()))

@@ -13,8 +13,8 @@ from broker.api.access import actor, role
 from broker.api.problems import problem
 from broker.contracts.model import Contract
 from broker.control import pause
-from broker.control.changes import LiveState
 from broker.control.explain import explain_from_store
+from broker.control.live import LiveState
 from broker.core.secrets import redact
 
 router = APIRouter(tags=["contracts"])

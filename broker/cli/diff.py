@@ -2,7 +2,8 @@
 
 `baton diff OLD_DIR NEW_DIR`, or `baton diff --against GIT_REF [DIR]` (DIR as it is in
 the work tree against DIR as it was at GIT_REF). Per contract: added, removed, or which
-aspects changed, and what that does to the live state in Redis (see broker/control/changes.py).
+aspects changed, and what that does to the live state in Redis (the rules are in
+broker/control/apply.py, their preview in broker/control/preview.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 from broker.contracts.check import check_configured
 from broker.contracts.loader import load_contracts
 from broker.contracts.model import Contract
-from broker.control.changes import LiveState, compare, preview, render
+from broker.control.changes import compare, render
+from broker.control.live import LiveState
+from broker.control.preview import preview
 from broker.core.errors import ConfigError
 from broker.core.settings import Settings
 from broker.runtime import Runtime

@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict
 
 from broker.control.audit import AuditTrail, cli_actor
-from broker.control.changes import LiveState
 from broker.control.explain import Explanation, InputStatus, explain_from_store, render_text
+from broker.control.live import LiveState
 from broker.core.errors import ConfigError
 from broker.core.settings import Settings
 from broker.followup import dlq

@@ -23,14 +23,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from broker.contracts.loader import (
-    DEFAULT_LIMITS,
-    ContractSet,
-    LoadedContract,
-    LoadLimits,
-    dotted,
-    load_contracts,
-)
+from broker.contracts.files import DEFAULT_LIMITS, LoadLimits
+from broker.contracts.loader import ContractSet, LoadedContract, dotted, load_contracts
 from broker.contracts.model import (
     TRIGGER_KINDS,
     AllOf,

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from broker.contracts.model import Contract
-from broker.control.changes import LiveState, reevaluate_waiting
+from broker.control.live import LiveState, reevaluate_waiting
 from broker.matching.matcher import Matcher
 from broker.state.redis_store import RedisStore
 from broker.state.util import text

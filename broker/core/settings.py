@@ -207,7 +207,7 @@ class AlertSink(_Strict):
 
 
 class ContractLimits(_Strict):
-    """What loading the contracts folder may cost (broker.contracts.loader.LoadLimits):
+    """What loading the contracts folder may cost (broker.contracts.files.LoadLimits):
     each refused with a `file:line` error naming it."""
 
     max_file_bytes: int = Field(1 << 20, ge=1024)

@@ -1,4 +1,5 @@
-"""The Redis implementation of Baton's state ports: streams, match state, trigger records.
+"""The Redis implementation of Baton's state ports: match state and trigger records,
+on top of the streams (`streams.RedisStreams`, the event log).
 
 Every write that must not be half-done is one Lua script or one MULTI transaction.
 """
@@ -11,22 +12,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError
 
-from broker.core.errors import BacklogFull
 from broker.matching.matcher import RecordOp, trigger_id_base
 from broker.state.backfill_store import BackfillStore
 from broker.state.deadline_store import DeadlineStore
 from broker.state.gate_store import GateStore
 from broker.state.keys import Keys
-from broker.state.ports import (
-    DeadLetter,
-    PartitionState,
-    RecordOutcome,
-    StreamEntry,
-    TriggerRecord,
-)
-from broker.state.util import script, text
+from broker.state.ports import DeadLetter, PartitionState, RecordOutcome, TriggerRecord
+from broker.state.streams import RedisStreams
+from broker.state.util import script, text, text_fields
 
 
 def _now() -> datetime:
@@ -41,78 +36,20 @@ def _iso() -> str:
     return _now().isoformat()
 
 
-class RedisStore:
+class RedisStore(RedisStreams):
     """Event log, match state and trigger store over one Redis connection pool."""
 
     def __init__(self, redis: Redis, keys: Keys, max_backlog: int, dedup_ttl_s: int) -> None:
-        self.redis = redis
-        self.keys = keys
-        self.max_backlog = max_backlog
-        self.dedup_ttl_s = dedup_ttl_s
+        super().__init__(redis, keys, max_backlog, dedup_ttl_s)
         self.deadlines = DeadlineStore(redis, keys)
         self.backfills = BackfillStore(redis, keys)
         self.gates = GateStore(redis, keys)
-        self._ingest = script(redis, "ingest")
-        self._ack = script(redis, "ack")
         self._record = script(redis, "record", "claim")
         self._due = script(redis, "due")
         self._begin = script(redis, "begin")
         self._finish_script = script(redis, "finish")
         self._revive = script(redis, "revive")
         self._track = script(redis, "track")
-
-    async def ensure_groups(self) -> None:
-        """Create both consumer groups at the start of their streams (not at `$`),
-        so events accepted before the first worker ever started are still matched."""
-        for stream, group in (
-            (self.keys.events, self.keys.matchers_group),
-            (self.keys.triggers, self.keys.dispatchers_group),
-            (self.keys.dead_letters, self.keys.alerters_group),
-            (self.keys.alerts, self.keys.alerters_group),
-        ):
-            try:
-                await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-
-    # -- event log ---------------------------------------------------------------
-    async def append(self, events: Sequence[tuple[str, str]]) -> list[bool]:
-        """XADD each (event_id, payload) unless its id was seen; all or nothing."""
-        args: list[str | int] = [
-            self.max_backlog,
-            self.dedup_ttl_s,
-            self.keys.dedup_prefix(),
-            "\n".join(event_id for event_id, _ in events),
-            "\n".join(payload for _, payload in events),
-            len(events),
-        ]
-        keys = [self.keys.events, self.keys.backlog, self.keys.stats]
-        reply = await self._ingest(keys=keys, args=args)
-        if int(reply[0]) == 1:
-            raise BacklogFull(int(reply[1]), self.max_backlog)
-        return [bool(int(flag)) for flag in reply[2:]]
-
-    async def ack_trigger_entry(self, entry_id: str) -> None:
-        await self.redis.xack(self.keys.triggers, self.keys.dispatchers_group, entry_id)
-
-    async def reclaim(
-        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
-    ) -> list[StreamEntry]:
-        """Take over entries another consumer left pending for `min_idle_ms`."""
-        entries: list[StreamEntry] = []
-        start = "0-0"
-        while True:
-            reply = await self.redis.xautoclaim(
-                stream, group, consumer, min_idle_ms, start_id=start, count=count
-            )
-            start, batch = text(reply[0]), reply[1]
-            entries += [(text(i), _fields(f)) for i, f in batch if f is not None]
-            if start == "0-0" or len(entries) >= count:
-                return entries
-
-    async def backlog(self) -> int:
-        return int(await self.redis.get(self.keys.backlog) or 0)
 
     # -- match state -------------------------------------------------------------
     async def record(
@@ -189,6 +126,11 @@ class RedisStore:
             return None
         return TriggerRecord.from_hash({text(k): text(v) for k, v in raw.items()})
 
+    async def recent_triggers(self, limit: int = 50) -> list[TriggerRecord]:
+        ids = await self.redis.zrevrange(self.keys.recent, 0, limit - 1)
+        records = [await self.get_trigger(text(i)) for i in ids if isinstance(i, bytes | str)]
+        return [r for r in records if r is not None]
+
     async def begin_attempt(self, trigger_id: str) -> TriggerRecord | None:
         """Count an attempt and return the record; None if missing or already done."""
         flat = await self._begin(keys=[self.keys.trigger(trigger_id)], args=[_now().isoformat()])
@@ -213,6 +155,11 @@ class RedisStore:
         """Retry at `due_ms`; the attempt is over, so it leaves `target`'s runs in flight."""
         fields = {"state": "retrying", "last_error": error}
         await self._finish(trigger_id, entry_id, fields, due_ms=due_ms, target=target)
+
+    async def move_due_retries(self, now_ms: int, count: int = 100) -> int:
+        return int(
+            await self._due(keys=[self.keys.retries, self.keys.triggers], args=[now_ms, count])
+        )
 
     async def dead_letter(
         self, trigger_id: str, entry_id: str, error: str, target: str = "",
@@ -299,7 +246,7 @@ class RedisStore:
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The dead-letter stream, newest first."""
         raw: Any = await self.redis.xrevrange(self.keys.dead_letters, count=limit)
-        return [DeadLetter.from_entry(text(i), _fields(f)) for i, f in raw if f is not None]
+        return [DeadLetter.from_entry(text(i), text_fields(f)) for i, f in raw if f is not None]
 
     async def revive(self, trigger_id: str, entries: Sequence[str]) -> bool:
         """Put a dead-lettered trigger back on the triggers stream and drop its
@@ -309,52 +256,6 @@ class RedisStore:
             args=[trigger_id, _now().isoformat(), *entries],
         )
         return bool(revived)
-
-    async def read_new(
-        self, stream: str, group: str, consumer: str, count: int
-    ) -> list[StreamEntry]:
-        """New entries for this consumer, without blocking (for the background loops)."""
-        reply: Any = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=count)
-        return [
-            (text(i), _fields(f)) for _, batch in reply or [] for i, f in batch if f is not None
-        ]
-
-    async def ack(self, stream: str, group: str, *entry_ids: str) -> None:
-        if entry_ids:
-            await self.redis.xack(stream, group, *entry_ids)
-
-    async def move_due_retries(self, now_ms: int, count: int = 100) -> int:
-        return int(
-            await self._due(keys=[self.keys.retries, self.keys.triggers], args=[now_ms, count])
-        )
-
-    async def events_between(
-        self, start_ms: int, end_ms: int, after: str | None = None, count: int = 1000
-    ) -> list[StreamEntry]:
-        """Entries of the events stream that landed in [start_ms, end_ms], oldest first,
-        a page at a time (`after`: the last id of the previous page)."""
-        low = f"({after}" if after else f"{start_ms}-0"
-        rows: Any = await self.redis.xrange(self.keys.events, low, f"{end_ms}-18446744073709551615",
-                                            count=count)  # fmt: skip
-        return [(text(i), {text(k): text(v) for k, v in f.items()}) for i, f in rows]
-
-    async def trim_events(self, keep_after_ms: int) -> int:
-        """Drop events that landed before `keep_after_ms`, never one the matchers have not
-        been handed yet (their group's last-delivered id bounds the cut)."""
-        groups: Any = await self.redis.xinfo_groups(self.keys.events)
-        cut = f"{keep_after_ms}-0"
-        for group in groups:
-            name = text(group["name"])
-            if name == self.keys.matchers_group:
-                delivered = text(group["last-delivered-id"])
-                if _stream_id_key(delivered) < _stream_id_key(cut):
-                    cut = delivered
-        return int(await self.redis.xtrim(self.keys.events, minid=cut, approximate=False))
-
-    async def recent_triggers(self, limit: int = 50) -> list[TriggerRecord]:
-        ids = await self.redis.zrevrange(self.keys.recent, 0, limit - 1)
-        records = [await self.get_trigger(text(i)) for i in ids if isinstance(i, bytes | str)]
-        return [r for r in records if r is not None]
 
 
 def _record_args(op: RecordOp, version: str, now: datetime, keys: Keys) -> list[Any]:
@@ -403,12 +304,3 @@ def _partition_state(raw: dict[str, str]) -> PartitionState:
         failures=failures,
         consumed=consumed,
     )
-
-
-def _stream_id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _fields(raw: dict[bytes, bytes]) -> dict[str, str]:
-    return {text(k): text(v) for k, v in raw.items()}

@@ -19,3 +19,8 @@ def script(redis: Redis, name: str, *libs: str) -> AsyncScript:
 def text(value: bytes | str) -> str:
     """A Redis reply item as text, whether or not the client decodes responses."""
     return value.decode() if isinstance(value, bytes) else value
+
+
+def text_fields(raw: dict[bytes, bytes]) -> dict[str, str]:
+    """A stream entry's fields (or any hash reply) as text."""
+    return {text(k): text(v) for k, v in raw.items()}
