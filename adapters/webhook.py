@@ -32,6 +32,15 @@ def default_body(request: TriggerRequest) -> dict[str, Any]:
     }
 
 
+def answered(status: int, text: str, limit: int = 200) -> str:
+    """What the receiver answered, as the run's reference: a webhook starts no run of
+    its own, so its answer is what `baton triggers` and `explain` can show."""
+    words = " ".join(text.split())
+    if len(words) > limit:
+        words = words[: limit - 1] + "…"
+    return f"HTTP {status}: {words}" if words else f"HTTP {status}"
+
+
 class WebhookTarget:
     def __init__(self, name: str, config: WebhookConfig, session: aiohttp.ClientSession) -> None:
         self.name = name
@@ -69,7 +78,7 @@ class WebhookTarget:
                 allow_redirects=False,
             ) as response:
                 text = await response.text(errors="replace")
-                ref = response.headers.get("X-Request-Id", request.trigger_id)
+                ref = response.headers.get("X-Request-Id") or answered(response.status, text)
         classify(label, response.status, text)
         return Receipt(ref=ref, url=url)
 

@@ -29,10 +29,11 @@ from broker.dispatch.gate import Gates
 from broker.dispatch.target import Target
 from broker.followup.tracking import Alerter, Alerts, RunTracker
 from broker.matching.loaded import Contracts
-from broker.matching.matcher import RecordOp
+from broker.matching.matcher import RecordOp, Refusal
 from broker.runtime import Runtime
 from broker.state.health import RedisHealth, is_down
 from broker.state.ports import RecordOutcome, StreamEntry, TriggerRecord
+from broker.state.refusal_store import RefusalStore
 from broker.state.util import text
 from broker.time.backfill import BackfillPump
 from broker.time.deadlines import DeadlineClock
@@ -55,6 +56,7 @@ class Worker:
     ) -> None:
         self.runtime = runtime
         self.store = runtime.store
+        self.refusals = RefusalStore(runtime.redis, runtime.store.keys)
         self.contracts = contracts
         self.name = consumer_name()
         self._slots = asyncio.Semaphore(runtime.settings.worker.dispatch_concurrency)
@@ -100,6 +102,7 @@ class Worker:
     async def process_events(self, entries: Sequence[StreamEntry]) -> list[RecordOutcome]:
         """Match a batch of event entries, record them atomically, then ack them."""
         ops: list[RecordOp] = []
+        refused: list[Refusal] = []
         matcher = self.contracts.matcher
         for entry_id, fields in entries:
             try:
@@ -109,8 +112,11 @@ class Worker:
                 continue
             plan = matcher.plan(event, received_at, entry_id)
             ops += plan.ops
+            refused += plan.refused
             for reason in plan.skipped:
                 log.info("event %s not matched: %s", event.event_id, reason)
+        # Before the ack: a redelivered batch notes the same refusals again.
+        await self.refusals.note(refused)
         ids = [entry_id for entry_id, _ in entries]
         outcomes = await self.store.record(
             ops, self.contracts.version, ack=ids, deliver_to=self.deliver_to

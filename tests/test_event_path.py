@@ -30,6 +30,15 @@ when:
 trigger: {target: hook}
 """
 
+GATED = """
+name: gated
+partitioned: daily
+when:
+  all_of:
+    - ledger.entries
+    - {dataset: ledger.rates, where: "metadata.row_count > 0"}
+trigger: {target: hook}
+"""
 
 ROUTED = [
     {"event_id": "o1", "feeds": ["daily_report"], "cannot": []},
@@ -44,7 +53,9 @@ def publish(cluster: Cluster, *events: dict[str, object]) -> httpx.Response:
 
 @pytest.fixture
 def running(cluster: Cluster) -> tuple[Cluster, Sink]:
-    cluster.write_contracts({"daily.yaml": DAILY_ALL_OF, "any.yaml": DAILY_ANY_OF})
+    cluster.write_contracts(
+        {"daily.yaml": DAILY_ALL_OF, "any.yaml": DAILY_ANY_OF, "gated.yaml": GATED}
+    )
     sink = cluster.sink()
     cluster.write_config(sink.url)
     cluster.run()
@@ -132,10 +143,33 @@ def test_explain_and_triggers_commands_tell_why(running: tuple[Cluster, Sink]) -
     text = cluster.cli("explain", "daily_report", "2026-11-23").stdout
     assert "condition holds: yes" in text
     assert "satisfied warehouse.orders[2026-11-23] event o1" in text
-    assert "trigger: baton:daily_report:2026-11-23:0 succeeded (attempts 1)" in text
+    # A webhook starts no run: the reference is what the receiver answered.
+    answer = '{"received":"baton:daily_report:2026-11-23:0","repeat":false}'
+    assert (
+        f"trigger: baton:daily_report:2026-11-23:0 succeeded (attempts 1) -> HTTP 200: {answer}"
+        in text
+    )
     listing = cluster.cli("triggers").stdout
     assert "baton:daily_report:2026-11-23:0" in listing
     assert "succeeded" in listing
+
+
+def test_explain_names_the_event_a_where_refused(running: tuple[Cluster, Sink]) -> None:
+    cluster, sink = running
+    publish(
+        cluster,
+        {"dataset": "ledger.entries", "partition": "2026-11-23", "event_id": "l1"},
+        {"dataset": "ledger.rates", "partition": "2026-11-23", "event_id": "r0",
+         "occurred_at": "2026-11-24T01:00:00Z", "metadata": {"row_count": 0}},
+    )  # fmt: skip
+    report = wait_until(lambda: _explained_input(cluster, "gated", "2026-11-23", "ledger.entries"))
+    rates = next(i for i in report["inputs"] if i["dataset"] == "ledger.rates")
+    assert (rates["state"], rates["refused_event_id"], rates["refused_by"]) == (
+        "missing", "r0", "metadata.row_count > 0")  # fmt: skip
+    text = cluster.cli("explain", "gated", "2026-11-23").stdout
+    assert ("missing   ledger.rates[2026-11-23] (event r0 at 2026-11-24T01:00:00+00:00 came, "
+            "refused by where: metadata.row_count > 0)") in text  # fmt: skip
+    assert sink.deliveries() == []
 
 
 def _trigger_state(cluster: Cluster) -> str | None:

@@ -75,7 +75,17 @@ async def test_a_signed_request_carries_the_trigger_id_as_idempotency_key(
     stamp = headers["X-Baton-Timestamp"]
     mac = hmac.new(b"k", stamp.encode() + b"." + body, hashlib.sha256)
     assert headers["X-Baton-Signature"] == "sha256=" + mac.hexdigest()
-    assert ref == REQUEST.trigger_id
+    assert ref == "HTTP 200"
+
+
+async def test_the_reference_is_what_the_receiver_answered(receiver: Receiver) -> None:
+    receiver.answer = lambda: web.json_response({"received": "yes", "queue": 3}, status=202)
+    assert await fire(receiver.url) == 'HTTP 202: {"received": "yes", "queue": 3}'
+    receiver.answer = lambda: web.Response(text="ok\n" + "x" * 500)
+    ref = await fire(receiver.url)
+    assert ref.startswith("HTTP 200: ok xxx") and len(ref) == len("HTTP 200: ") + 200
+    receiver.answer = lambda: web.Response(text="ok", headers={"X-Request-Id": "req-7"})
+    assert await fire(receiver.url) == "req-7"
 
 
 async def test_without_a_secret_nothing_is_signed(receiver: Receiver) -> None:

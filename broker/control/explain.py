@@ -1,13 +1,16 @@
-"""Answer "why hasn't my pipeline run?" for one contract partition. Pure.
+"""Answer "why hasn't my pipeline run?" for one contract partition.
 
 Lists every input slot the partition needs: satisfied (by which event, when), failed,
-or missing; whether the condition holds; the trigger with its state; and the deadline,
-with the alert sent when it passed unmet.
+or missing (and, when an event came that a `where` refused, which one and by what
+rule); whether the condition holds; the trigger with its state; and the deadline, with
+the alert sent when it passed unmet. `explain` is pure; `explain_from_store` reads what
+it needs from Redis first.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +20,7 @@ from broker.core.partitions import PartitionError
 from broker.matching.condition import build_tree, holds, leaves, split_slot
 from broker.state.ports import PartitionState, TriggerRecord
 from broker.state.redis_store import RedisStore
+from broker.state.refusal_store import RefusalStore
 from broker.time.deadlines import deadline_at
 
 
@@ -29,6 +33,10 @@ class InputStatus:
     occurred_at: str | None = None
     received_at: str | None = None
     failed_event_id: str | None = None
+    # The latest event a `where` refused for this input (unless it is satisfied).
+    refused_event_id: str | None = None
+    refused_occurred_at: str | None = None
+    refused_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +63,7 @@ def explain(
     trigger: TriggerRecord | None,
     alert: dict[str, Any] | None = None,
     now: datetime | None = None,
+    refused: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Explanation:
     tree = build_tree(contract, partition)
     unpartitioned = contract.partitioned == "none"
@@ -66,7 +75,7 @@ def explain(
         present -= expired
     else:
         expired = set()
-    inputs = [_status(s, state, present, expired) for s in leaves(tree)]
+    inputs = [_status(s, state, present, expired, (refused or {}).get(s)) for s in leaves(tree)]
     return Explanation(
         contract=contract.name,
         partition=partition,
@@ -88,7 +97,8 @@ async def explain_from_store(
     state = await store.read_partition(contract.name, partition)
     trigger = await store.get_trigger(state.trigger_id) if state.trigger_id else None
     alert = await store.deadlines.alert_of(contract.name, partition)
-    return explain(contract, partition, state, trigger, alert).as_dict()
+    refused = await RefusalStore(store.redis, store.keys).of(contract.name, partition)
+    return explain(contract, partition, state, trigger, alert, refused=refused).as_dict()
 
 
 def _deadline(contract: Contract, partition: str) -> str | None:
@@ -103,7 +113,10 @@ def _landed(event: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(str(event.get("received_at") or "1970-01-01T00:00:00+00:00"))
 
 
-def _status(slot: str, state: PartitionState, present: set[str], expired: set[str]) -> InputStatus:
+def _status(
+    slot: str, state: PartitionState, present: set[str], expired: set[str],
+    refused: Mapping[str, Any] | None,
+) -> InputStatus:  # fmt: skip
     dataset, partition = split_slot(slot)
     success = state.successes.get(slot)
     failure = state.failures.get(slot)
@@ -123,7 +136,18 @@ def _status(slot: str, state: PartitionState, present: set[str], expired: set[st
         occurred_at=success.get("occurred_at") if success else None,
         received_at=success.get("received_at") if success else None,
         failed_event_id=failure.get("event_id") if failure else None,
+        **_refusal(refused if kind != "satisfied" else None),
     )
+
+
+def _refusal(refused: Mapping[str, Any] | None) -> dict[str, str | None]:
+    if not refused:
+        return {}
+    return {
+        "refused_event_id": refused.get("event_id"),
+        "refused_occurred_at": refused.get("occurred_at"),
+        "refused_by": refused.get("where"),
+    }
 
 
 def _trigger(record: TriggerRecord | None) -> dict[str, Any] | None:
@@ -140,14 +164,21 @@ def render_text(exp: Explanation) -> str:
     lines = [title, f"  condition holds: {'yes' if exp.condition_holds else 'no'}"]
     for item in exp.inputs:
         where = f"[{item.partition}]" if item.partition else ""
-        detail = f"event {item.event_id} at {item.occurred_at}" if item.event_id else ""
-        if item.failed_event_id and item.state != "satisfied":
-            detail += f" (last failure: {item.failed_event_id})"
-        lines.append(f"  {item.state:<9} {item.dataset}{where} {detail}".rstrip())
+        lines.append(f"  {item.state:<9} {item.dataset}{where} {_input_detail(item)}".rstrip())
     lines.append(_trigger_line(exp.trigger))
     if exp.deadline:
         lines.append(_deadline_line(exp))
     return "\n".join(lines)
+
+
+def _input_detail(item: InputStatus) -> str:
+    parts = [f"event {item.event_id} at {item.occurred_at}" if item.event_id else ""]
+    if item.failed_event_id and item.state != "satisfied":
+        parts.append(f"(last failure: {item.failed_event_id})")
+    if item.refused_event_id:
+        parts.append(f"(event {item.refused_event_id} at {item.refused_occurred_at} came, "
+                     f"refused by where: {item.refused_by})")  # fmt: skip
+    return " ".join(p for p in parts if p)
 
 
 def _deadline_line(exp: Explanation) -> str:

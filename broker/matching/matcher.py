@@ -1,7 +1,8 @@
 """Turn one event into the state operations it causes: pure, no I/O.
 
 For each subscription of the event's dataset:
-  1. the `where` filter rejects it        -> nothing for that input
+  1. the `where` filter rejects it        -> nothing for that input, but a `Refusal`
+                                             per partition it would have fed (explain)
   2. the contract is unpartitioned        -> one op on the single partition ""
   3. the event's partition does not parse -> skipped, with a reason
   4. otherwise                            -> one op per contract partition it feeds
@@ -49,10 +50,24 @@ class RecordOp:
     muted: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A `where` refused `event_id` for slot `slot` of (contract, partition): kept so
+    that `explain` can say an event came and which rule said no."""
+
+    contract: str
+    partition: str
+    slot: str
+    event_id: str
+    occurred_at: str
+    where: str
+
+
 @dataclass(slots=True)
 class Plan:
     ops: list[RecordOp] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
 
 
 def trigger_id_base(contract: str, partition: str) -> str:
@@ -99,9 +114,10 @@ class Matcher:
             if isinstance(reach, Miss):
                 if reach.case == "unfit":  # a filter or `partitions` is routine: no line
                     plan.skipped.append(reach.reason)
+                elif reach.case == "filtered":
+                    plan.refused += self._refusals(sub, event)
                 continue
-            unpartitioned = sub.contract.partitioned == Granularity.NONE
-            item_partition = "" if unpartitioned else (event.partition or "")
+            item_partition = _item_partition(sub, event)
             for key in reach:
                 plan.ops.append(self._op(sub, key, item_partition, event, order, payload, landed))
         return plan
@@ -159,6 +175,18 @@ class Matcher:
             return Miss("outside", f"{sub.contract.name} runs only for the partitions {shown}; "
                            f"{event.partition!r} feeds none of them")  # fmt: skip
         return keys
+
+    def _refusals(self, sub: Subscription, event: Event) -> list[Refusal]:
+        """The partitions `event` would have fed, had the filter not refused it."""
+        try:
+            keys = self._contract_keys(sub, event)
+        except PartitionError:
+            return []
+        assert event.event_id is not None and event.occurred_at is not None
+        name = slot(event.dataset, _item_partition(sub, event), sub.input.where)
+        return [Refusal(sub.contract.name, key, name, event.event_id,
+                        event.occurred_at.isoformat(), sub.input.where or "")
+                for key in keys]  # fmt: skip
 
     def _contract_keys(self, sub: Subscription, event: Event) -> list[str]:
         if sub.contract.partitioned == Granularity.NONE:
@@ -223,6 +251,11 @@ class Miss(NamedTuple):
 
     case: Literal["filtered", "unfit", "outside"]
     reason: str
+
+
+def _item_partition(sub: Subscription, event: Event) -> str:
+    """The input partition an event fills: none when the contract is unpartitioned."""
+    return "" if sub.contract.partitioned == Granularity.NONE else (event.partition or "")
 
 
 def _reads(sub: Subscription) -> str:

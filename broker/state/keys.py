@@ -149,6 +149,12 @@ class Keys:
         """Hash of one contract partition's match state (generation, inputs, firing)."""
         return f"{self.namespace}:p:{contract}:{partition}"
 
+    def refused(self, contract: str, partition: str) -> str:
+        """Hash slot -> the latest event a `where` refused for that input of one
+        contract partition, so `explain` says an event came and which rule said no.
+        Expires `REFUSALS_KEPT_S` after the last refusal: a diagnosis, not state."""
+        return f"{self.namespace}:refused:{contract}:{partition}"
+
     def partition_prefix(self, contract: str) -> str:
         return f"{self.namespace}:p:{contract}:"
 
