@@ -539,3 +539,20 @@ def test_one_dataset_read_daily_and_hourly_feeds_both_inputs(redis_url: str) -> 
     hours = [event("a", f"{DAY}T{h:02d}", f"a{h}", h + 2, n=0) for h in range(24)]
     fired = replay(redis_url, when, [event("a", DAY, "a-day", 1, n=0), *hours])
     assert all_ids(fired) == [f"baton:cond:{DAY}:0"]
+
+
+def test_an_unpartitioned_trigger_carries_the_inputs_that_fired_it(redis_url: str) -> None:
+    cond = Node("all_of", (Leaf("a"), Leaf("b")))
+    order = [event("a", None, "a1", 1, n=0), event("b", None, "b1", 2, n=0)]
+    assert replay(redis_url, cond, order, partitioned="none")[-1] == ["baton:cond:_:0"]
+
+    async def inputs() -> dict[str, Any]:
+        client = Redis.from_url(redis_url)
+        store = RedisStore(client, Keys("cond"), max_backlog=10**9, dedup_ttl_s=60)
+        record = await store.get_trigger("baton:cond:_:0")
+        await client.aclose()
+        assert record is not None
+        return record.inputs
+
+    held = asyncio.run(inputs())
+    assert sorted(e["event_id"] for e in held.values()) == ["a1", "b1"]

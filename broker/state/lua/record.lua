@@ -129,6 +129,9 @@ local function collect(node)
   for _, c in ipairs(node.all or node.any) do collect(c) end
 end
 collect(tree)
+-- The inputs the trigger reads, gathered before an unpartitioned contract marks them
+-- consumed (a consumed input no longer counts as satisfied).
+local inputs = skip and '' or gather(h, slots, satisfied)
 if mode == 'u' then
   for _, s in ipairs(slots) do redis.call('HSET', h, 'c:' .. s, '1') end
   redis.call('HSET', h, 'gen', gen + 1)
@@ -138,7 +141,6 @@ if skip then
   if mode == 'p' then redis.call('HSET', h, 'fired', gen, 'skipped', ARGV[10]) end
   return {'skipped', '', gen}
 end
-local inputs = gather(h, slots, satisfied)
 local tid = ARGV[9] .. gen
 claim({h = h, tid = tid, gen = gen, by = ARGV[4], contract = ARGV[12], partition = ARGV[13], now = ARGV[10],
   now_ms = ARGV[15], version = ARGV[14], inputs = inputs, prefix = ARGV[11],
