@@ -19,6 +19,9 @@ $(BIN)/baton: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --quiet
 	@touch $@
 
+# MAKE_PID (make's own pid: $(shell) runs as make's child), so that run.sh stops when
+# make is sent SIGINT, which make keeps to itself. No shell between make and run.sh.
+run: export MAKE_PID = $(shell echo $$PPID)
 run: setup
 	@scripts/run.sh
 

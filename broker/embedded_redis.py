@@ -6,6 +6,9 @@ Data lives in the given folder with AOF persistence on, so a restart keeps the s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -91,6 +94,34 @@ class RedisProcess:
                 raise ConfigError(f"embedded redis-server did not start:\n{log}")
             time.sleep(0.02)
         return self
+
+    async def ended(self) -> int:
+        """Wait for the server to end (whoever ends it), without a thread: a pidfd the
+        event loop watches (Linux); elsewhere, a thread that waits. Its exit code."""
+        process = self.process
+        assert process is not None
+        if process.poll() is not None:
+            return process.returncode
+        try:
+            fd = os.pidfd_open(process.pid)
+        except (AttributeError, OSError):  # not Linux 5.3+
+            return await asyncio.to_thread(process.wait)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            await done
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=1)  # readable means exited: this only reaps it
+        return process.returncode
 
     def kill(self) -> None:
         """SIGKILL: no goodbye, like a crash."""

@@ -24,6 +24,7 @@ from broker.control.apply import ChangeApplier, apply_changes
 from broker.control.reload import ContractsHolder, ReloadResult
 from broker.core.errors import ConfigError
 from broker.core.settings import Settings
+from broker.embedded_redis import RedisProcess
 from broker.matching.loaded import load_checked
 from broker.runtime import Runtime
 from broker.worker import Worker, consumer_name
@@ -96,6 +97,9 @@ async def serve(
     alerts = build_alerts(settings) if worker else None
     owner_alerts = build_owner_alerts(settings) if worker else {}
     parts.append(holder.watch(stop))
+    ended: list[str] = []
+    if runtime.embedded is not None:
+        parts.append(_watch_embedded(runtime.embedded, stop, ended))
     if worker:
         match, dispatch = role in ("all", "match"), role in ("all", "dispatch")
         the_worker = Worker(runtime, contracts, targets, alerts, owner_alerts)
@@ -116,12 +120,33 @@ async def serve(
     finally:
         stop.set()
         _stop_siblings(siblings)
-        for target in targets.values():
-            await target.aclose()
-        for sender in [alerts, *owner_alerts.values()]:
-            if sender is not None:
-                await sender.aclose()
-        await runtime.close()
+        await _close(runtime, [*targets.values(), alerts, *owner_alerts.values()])
+    if ended:
+        raise ConfigError(ended[0])
+
+
+async def _close(runtime: Runtime, senders: list[Any]) -> None:
+    """Close the targets' and alert senders' connections, then Redis (and the
+    embedded server)."""
+    for sender in senders:
+        if sender is not None:
+            await sender.aclose()
+    await runtime.close()
+
+
+async def _watch_embedded(redis: RedisProcess, stop: asyncio.Event, ended: list[str]) -> None:
+    """The embedded Redis is this process's own: when it ends (a signal sent to it, a
+    crash), Baton stops too, rather than answer 503 for a Redis nobody will restart."""
+    gone = asyncio.ensure_future(redis.ended())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([gone, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not gone.done():
+        gone.cancel()
+        return
+    ended.append(f"the embedded Redis ended (exit code {gone.result()}); Baton stopped with it")
+    log.error("%s", ended[0])
+    stop.set()
 
 
 def _listening_socket(settings: Settings, shared: bool) -> socket.socket:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import subprocess
@@ -46,15 +47,28 @@ def redis_url(redis_server: RedisProcess) -> str:
     return redis_server.url
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, every: float = 0.05) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 15.0, every: float = 0.05,
+    what: str | None = None,
+) -> Any:  # fmt: skip
+    """`predicate()`'s first true value, polled every `every` s; after `timeout` s, an
+    error that names what was waited for (`what`, else the predicate's source)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"waited {timeout}s for {what or _described(predicate)}")
         time.sleep(every)
+
+
+def _described(predicate: Callable[[], Any]) -> str:
+    try:
+        source = inspect.getsource(predicate).strip()
+    except (OSError, TypeError):
+        return getattr(predicate, "__qualname__", repr(predicate))
+    return " ".join(source.split())[:300]
 
 
 def http_up(url: str) -> bool:

@@ -77,6 +77,11 @@ def test_two_inputs_for_the_same_day_trigger_once(running: tuple[Cluster, Sink])
     delivery = deliveries[0]
     assert delivery["idempotency_key"] == "baton:daily_report:2026-11-23:0"
     assert delivery["body"] == {"day": "2026-11-23", "rows": 42}
+    assert delivery["verified"] is True and delivery["signature"].startswith("sha256=")
+    headers = {"X-Baton-Timestamp": "1", "X-Baton-Signature": "sha256=00"}
+    forged = httpx.post(sink.url + "/hook", json={"day": "2026-11-23"}, headers=headers)
+    assert forged.status_code == 401
+    assert len(sink.deliveries()) == 1
 
 
 def test_one_input_does_not_trigger(running: tuple[Cluster, Sink]) -> None:
@@ -167,7 +172,7 @@ def test_explain_names_the_event_a_where_refused(running: tuple[Cluster, Sink]) 
     assert (rates["state"], rates["refused_event_id"], rates["refused_by"]) == (
         "missing", "r0", "metadata.row_count > 0")  # fmt: skip
     text = cluster.cli("explain", "gated", "2026-11-23").stdout
-    assert ("missing   ledger.rates[2026-11-23] (event r0 at 2026-11-24T01:00:00+00:00 came, "
+    assert ("missing   ledger.rates[2026-11-23] (event r0 at 2026-11-24T01:00:00Z came, "
             "refused by where: metadata.row_count > 0)") in text  # fmt: skip
     assert sink.deliveries() == []
 

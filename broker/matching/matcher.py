@@ -184,8 +184,8 @@ class Matcher:
             return []
         assert event.event_id is not None and event.occurred_at is not None
         name = slot(event.dataset, _item_partition(sub, event), sub.input.where)
-        return [Refusal(sub.contract.name, key, name, event.event_id,
-                        event.occurred_at.isoformat(), sub.input.where or "")
+        when = event.occurred_at.isoformat().replace("+00:00", "Z")  # as the event shows it
+        return [Refusal(sub.contract.name, key, name, event.event_id, when, sub.input.where or "")
                 for key in keys]  # fmt: skip
 
     def _contract_keys(self, sub: Subscription, event: Event) -> list[str]:
