@@ -6,10 +6,7 @@ from typing import Any
 
 import aiohttp
 
-from adapters.airflow import AirflowTarget
 from adapters.alerts import AlertSender
-from adapters.dagster import DagsterTarget
-from adapters.prefect import PrefectTarget
 from adapters.webhook import WebhookTarget
 from broker.core.errors import TargetRejected
 from broker.core.settings import AirflowTarget as AirflowConfig
@@ -64,12 +61,24 @@ def build_targets(settings: Settings) -> dict[str, Target]:
         if isinstance(config, WebhookConfig):
             assert session is not None
             targets[name] = WebhookTarget(name, config, session)
-        elif isinstance(config, AirflowConfig):
-            targets[name] = AirflowTarget(name, config)
-        elif isinstance(config, DagsterConfig):
-            targets[name] = DagsterTarget(name, config)
-        elif isinstance(config, PrefectConfig):
-            targets[name] = PrefectTarget(name, config)
         else:
-            targets[name] = NoAdapter(name, config.kind)
+            targets[name] = _orchestrator(name, config)
     return targets
+
+
+def _orchestrator(name: str, config: Any) -> Target:
+    """An orchestrator's adapter, imported only when a target of its kind is configured:
+    Airflow's client alone takes over a second to import, in every process that starts."""
+    if isinstance(config, AirflowConfig):
+        from adapters.airflow import AirflowTarget  # noqa: PLC0415
+
+        return AirflowTarget(name, config)
+    if isinstance(config, DagsterConfig):
+        from adapters.dagster import DagsterTarget  # noqa: PLC0415
+
+        return DagsterTarget(name, config)
+    if isinstance(config, PrefectConfig):
+        from adapters.prefect import PrefectTarget  # noqa: PLC0415
+
+        return PrefectTarget(name, config)
+    return NoAdapter(name, config.kind)
