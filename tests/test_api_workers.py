@@ -10,7 +10,7 @@ import redis
 
 from broker.embedded_redis import free_port
 from broker.state.keys import Keys
-from tests.conftest import Cluster, http_up, wait_until
+from tests.conftest import Cluster, wait_until
 
 CONTRACT = "name: report\nwhen: warehouse.orders\ntrigger: {target: hook}\n"
 
@@ -56,7 +56,7 @@ def test_two_api_workers_share_the_port_and_stop_with_the_first(cluster: Cluster
                          api={"host": "127.0.0.1", "port": cluster.port, "workers": 2})  # fmt: skip
     proc = cluster.start("api")
     assert proc.popen is not None
-    wait_until(lambda: http_up(cluster.api + "/healthz"))
+    cluster.wait_healthy()
     [sibling] = wait_until(lambda: api_siblings(proc.popen.pid))  # type: ignore[union-attr]
     wait_until(lambda: listens(sibling, cluster.port))
     before = {pid: bytes_read(pid) for pid in (proc.popen.pid, sibling)}

@@ -74,7 +74,7 @@ def test_relaxing_all_of_to_any_of_fires_waiting_partitions_once(cluster: Cluste
 
     (folder / "revenue.yaml").write_text(ANY_OF)
     want = {f"baton:revenue_report:2026-10-0{d}:0" for d in (1, 2, 3)}
-    wait_until(lambda: set(fired(sink)) == want, timeout=10)
+    wait_until(lambda: set(fired(sink)) == want)
     # Another reload, a restart and a late input change nothing: each fired once.
     assert httpx.post(cluster.api + "/v1/contracts/reload", timeout=5).status_code == 200
     stop_baton(cluster, sink)
@@ -101,7 +101,7 @@ def test_a_change_made_while_baton_was_down_applies_at_start(cluster: Cluster) -
     stop_baton(cluster, sink)
     (folder / "revenue.yaml").write_text(ANY_OF)
     cluster.run()
-    wait_until(lambda: set(fired(sink)) == {"baton:revenue_report:2026-10-05:0"}, timeout=10)
+    wait_until(lambda: set(fired(sink)) == {"baton:revenue_report:2026-10-05:0"})
 
 
 def test_a_removed_contract_keeps_its_state_and_resumes_when_added_back(
@@ -118,7 +118,7 @@ def test_a_removed_contract_keeps_its_state_and_resumes_when_added_back(
     assert db.ttl(key) == -1  # live state does not expire
 
     (folder / "revenue.yaml").unlink()
-    wait_until(lambda: db.ttl(key) > 0, timeout=10)
+    wait_until(lambda: db.ttl(key) > 0)
     assert 2 * 86400 - 60 < db.ttl(key) <= 2 * 86400
     removed = json.loads(db.hget("baton:contracts:removed", "revenue_report") or "{}")
     assert removed["kept_until"] > removed["removed_at"]
@@ -133,7 +133,7 @@ def test_a_removed_contract_keeps_its_state_and_resumes_when_added_back(
     assert set(fired(sink)) == {"baton:other_report:2026-10-07:0"}
 
     (folder / "revenue.yaml").write_text(ALL_OF)  # back within the retention period
-    wait_until(lambda: db.ttl(key) == -1, timeout=10)
+    wait_until(lambda: db.ttl(key) == -1)
     assert not db.hexists("baton:contracts:removed", "revenue_report")
     post(cluster, "feeds.fx", "2026-10-07")
     wait_until(lambda: "baton:revenue_report:2026-10-07:0" in fired(sink))
@@ -222,7 +222,7 @@ def test_diff_against_a_git_ref_reports_the_effects_on_live_state(cluster: Clust
     git(folder, "commit", "-qm", "new")
     cluster.run()  # what the preview said now happens
     want = {f"baton:revenue_report:2026-10-0{d}:0" for d in (1, 2, 3)}
-    wait_until(lambda: set(fired(sink)) == want, timeout=10)
+    wait_until(lambda: set(fired(sink)) == want)
     alerts = wait_until(lambda: httpx.get(cluster.api + "/v1/alerts", timeout=5).json()["alerts"])
     assert [(a["contract"], a["partition"]) for a in alerts] == [("late_report", "2026-10-04")]
 

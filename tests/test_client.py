@@ -8,7 +8,7 @@ import redis
 
 from broker.client import AsyncBatonClient, BatonClient
 from broker.core.errors import EventRejected
-from tests.conftest import Cluster, http_up, wait_until
+from tests.conftest import Cluster
 
 CONTRACT = "name: c\nwhen: d\ntrigger: {target: hook}\n"
 
@@ -29,7 +29,7 @@ def test_publishing_over_http_returns_the_accepted_ids(cluster: Cluster) -> None
     cluster.write_contracts({"c.yaml": CONTRACT})
     cluster.write_config("http://127.0.0.1:9")
     cluster.start("api", name="api")
-    wait_until(lambda: http_up(cluster.api + "/healthz"))
+    cluster.wait_healthy()
     with BatonClient(url=cluster.api) as client:
         result = client.publish("d", metadata={"rows": 3}, event_id="x1")
         assert result.accepted == ["x1"]

@@ -403,7 +403,7 @@ def fires(cluster: Cluster, sink: Sink, dataset: str, day: int) -> None:
     event = {"dataset": dataset, "partition": partition}
     assert httpx.post(cluster.api + "/v1/events", json=event, timeout=10).status_code == 202
     key = f"baton:{dataset.replace('feeds.', '')}_report:{partition}:0"
-    wait_until(lambda: key in sink.distinct_keys(), timeout=30)
+    wait_until(lambda: key in sink.distinct_keys())
 
 
 def peak_rss(proc: Proc) -> int:
@@ -429,14 +429,14 @@ def test_a_running_baton_keeps_firing_its_last_good_set_while_each_bad_file_come
     for day, name in enumerate(sorted(BAD), start=2):
         BAD[name][0](folder / name)
         expected = f"{folder / name}:{BAD[name][1]}"
-        wait_until(lambda: expected in reload_error(cluster), timeout=30)  # noqa: B023
+        wait_until(lambda: expected in reload_error(cluster))  # noqa: B023
         ready = httpx.get(cluster.api + "/readyz", timeout=10).json()
         assert ready["contracts_version"] == version
         assert expected in ready["contracts_reload_error"]
         assert proc.popen is not None and proc.popen.poll() is None, proc.output()
         fires(cluster, sink, "feeds.a", day)
         (folder / name).unlink()
-        wait_until(lambda: reload_error(cluster) == "", timeout=30)
+        wait_until(lambda: reload_error(cluster) == "")
     assert contracts(cluster)["version"] == version
     assert peak_rss(proc) - rss < 256 << 20, "the bad files cost the process memory"
     assert "Traceback" not in proc.output()
@@ -447,7 +447,7 @@ def test_a_running_baton_watches_its_folder_again_when_it_comes_back_or_is_swapp
 ) -> None:
     sink, folder, proc = start(cluster)
     shutil.rmtree(folder)
-    wait_until(lambda: "no such contracts folder" in reload_error(cluster), timeout=30)
+    wait_until(lambda: "no such contracts folder" in reload_error(cluster))
     fires(cluster, sink, "feeds.a", 1)  # the last good set runs on
 
     folder.mkdir()
@@ -462,9 +462,9 @@ def test_a_running_baton_watches_its_folder_again_when_it_comes_back_or_is_swapp
     (swapped / "a.yaml").write_text(GOOD)
     folder.rename(cluster.root / "contracts.old")
     swapped.rename(folder)
-    wait_until(lambda: len(contracts(cluster)["contracts"]) == 1, timeout=30)
+    wait_until(lambda: len(contracts(cluster)["contracts"]) == 1)
     (folder / "b.yaml").write_text(B)  # and the new folder is watched
-    wait_until(lambda: len(contracts(cluster)["contracts"]) == 2, timeout=30)
+    wait_until(lambda: len(contracts(cluster)["contracts"]) == 2)
     fires(cluster, sink, "feeds.b", 2)
 
     assert proc.popen is not None and proc.popen.poll() is None

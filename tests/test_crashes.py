@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import redis
 
-from tests.conftest import Cluster, http_up, wait_until
+from tests.conftest import Cluster, wait_until
 
 CONTRACT = """
 name: report
@@ -36,7 +36,7 @@ def test_worker_killed_between_claim_and_dispatch_loses_nothing(cluster: Cluster
     cluster.write_config(sink.url)
     cluster.start("api", name="api")
     matcher = cluster.start("worker", "--role", "match", name="matcher")
-    wait_until(lambda: http_up(cluster.api + "/healthz"))
+    cluster.wait_healthy()
     publish_day(cluster)
     wait_until(lambda: trigger_state(cluster) == "pending")  # claimed, not dispatched
     matcher.kill9()
@@ -52,7 +52,7 @@ def test_dispatcher_that_died_holding_the_entry_is_taken_over(cluster: Cluster) 
     cluster.write_config(sink.url)
     cluster.start("api", name="api")
     matcher = cluster.start("worker", "--role", "match", name="matcher")
-    wait_until(lambda: http_up(cluster.api + "/healthz"))
+    cluster.wait_healthy()
     publish_day(cluster)
     wait_until(lambda: trigger_state(cluster) == "pending")
     # A dispatcher reads the entry and dies before calling: the entry is pending under
@@ -79,7 +79,7 @@ def test_worker_killed_between_dispatch_and_ack_repeats_with_the_same_key(
     wait_until(sink.deliveries)
     first.kill9()
     cluster.run()
-    wait_until(lambda: trigger_state(cluster) == "succeeded", timeout=30)
+    wait_until(lambda: trigger_state(cluster) == "succeeded")
     deliveries = sink.deliveries()
     assert sink.distinct_keys() == {TRIGGER}
     assert [d["repeat"] for d in deliveries] == [False, True]
@@ -92,13 +92,13 @@ def test_two_workers_on_one_stream_send_no_duplicates(cluster: Cluster) -> None:
     cluster.start("api", name="api")
     cluster.start("worker", name="w1")
     cluster.start("worker", name="w2")
-    wait_until(lambda: http_up(cluster.api + "/healthz"))
+    cluster.wait_healthy()
     days = [f"2026-10-{d:02d}" for d in range(1, 31)]
     events = [{"dataset": ds, "partition": day} for day in days for ds in ("orders", "fx")]
     for start in range(0, len(events), 7):  # several requests, so both workers get some
         body = {"events": events[start : start + 7]}
         assert httpx.post(cluster.api + "/v1/events", json=body).status_code == 202
-    wait_until(lambda: len(sink.deliveries()) >= 30, timeout=30)
+    wait_until(lambda: len(sink.deliveries()) >= 30)
     keys = [d["idempotency_key"] for d in sink.deliveries()]
     assert sorted(keys) == sorted(f"baton:report:{day}:0" for day in days)
 
@@ -110,7 +110,7 @@ def test_api_killed_after_answering_202_still_gets_the_event_processed(
     sink = cluster.sink()
     cluster.write_config(sink.url)
     api = cluster.start("api", name="api")
-    wait_until(lambda: http_up(cluster.api + "/healthz"))
+    cluster.wait_healthy()
     publish_day(cluster)
     api.kill9()
     cluster.start("worker", name="worker")

@@ -75,8 +75,8 @@ def test_a_target_down_for_ten_minutes_costs_probes_and_then_gets_every_trigger_
     flaky.down = True
     start(cluster, flaky, breaker={"failures": 3, "cooldown": "0.5s", "max_cooldown": "1s"})
     publish(cluster, DAYS)
-    wait_until(lambda: len(states(cluster)) == 40, timeout=30)
-    wait_until(lambda: set(states(cluster).values()) == {"waiting"}, timeout=30)
+    wait_until(lambda: len(states(cluster)) == 40)
+    wait_until(lambda: set(states(cluster).values()) == {"waiting"})
     during = len(flaky.calls)
     seen = httpx.get(cluster.api + "/metrics", timeout=5).text
     assert 'baton_target_waiting{target="flaky"} 40' in seen
@@ -91,7 +91,7 @@ def test_a_target_down_for_ten_minutes_costs_probes_and_then_gets_every_trigger_
     flaky.down = False
     up = time.monotonic()
     expected = [f"baton:report:{day}:0" for day in DAYS]
-    wait_until(lambda: len(flaky.delivered()) >= 40, timeout=30)
+    wait_until(lambda: len(flaky.delivered()) >= 40)
     last = max(c.at for c in flaky.calls if c.status == 200)
     assert last - up < 10, f"took {last - up:.1f} s after the target came back"
     assert flaky.delivered() == expected  # oldest first, each once

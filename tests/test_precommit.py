@@ -5,9 +5,11 @@ repository, installs the hook into `.git/hooks` and commits: a good contract goe
 broken one is refused with `file:line: message`.
 
 pre-commit installs Baton into a virtualenv of its own with pip, from PyPI: 15-20 s the
-first time, pinned to the versions this suite runs with. Its store lives under
-.baton/cache/pre-commit (gitignored), so later runs reuse that environment (about 1 s a
-commit) for as long as the hook repository's commit stays the same.
+first time, pinned to the versions this suite runs with. Its store lives outside the
+project, in `$BATON_PRECOMMIT_CACHE`, else `~/.cache/baton/pre-commit` (beside the
+orchestrators' venvs, never in `.baton/`, which is `make run`'s), so later runs reuse
+that environment (about 1 s a commit) for as long as the hook repository's commit stays
+the same.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from tests.conftest import ROOT
 # The first commit installs Baton from PyPI; a slow index should not fail the suite.
 pytestmark = pytest.mark.timeout(600)
 
-CACHE = ROOT / ".baton" / "cache" / "pre-commit"
+CACHE = Path(
+    os.environ.get("BATON_PRECOMMIT_CACHE", Path.home() / ".cache" / "baton" / "pre-commit")
+)
 PRE_COMMIT = [sys.executable, "-m", "pre_commit"]
 # Everything `pip install .` reads, so a snapshot changes (and the hook environment is
 # rebuilt) only when the package does.
@@ -119,7 +123,8 @@ def _snapshot(dest: Path) -> tuple[str, str]:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
     git(dest, "init", "--quiet")
-    git(dest, "add", "--all")
+    added = git(dest, "add", "--all", check=False)
+    assert added.returncode == 0, (os.environ.get("PYTEST_XDIST_WORKER"), added.stderr)
     git(dest, "commit", "--quiet", "--no-verify", "--message", "work tree snapshot")
     return str(dest), git(dest, "rev-parse", "HEAD").stdout.strip()
 

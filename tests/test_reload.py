@@ -80,7 +80,7 @@ def test_a_broken_edit_is_refused_and_the_old_set_keeps_firing(cluster: Cluster)
 def test_two_processes_converge_on_the_new_version(cluster: Cluster) -> None:
     _, folder = start(cluster)
     cluster.start("worker", name="second-worker")
-    wait_until(lambda: len(contracts(cluster)["processes"]) == 2, timeout=10)
+    wait_until(lambda: len(contracts(cluster)["processes"]) == 2)
     (folder / "b.yaml").write_text(B)
     wait_until(lambda: len({p["version"] for p in contracts(cluster)["processes"].values()}
                            | {contracts(cluster)["version"]}) == 1

@@ -216,7 +216,7 @@ trigger: {{target: airflow, dag_id: report_daily}}
             except httpx.HTTPStatusError:
                 return False
 
-        wait_until(run_exists, timeout=30)
+        wait_until(run_exists)
         baton.kill9()
         proxy.mode = "pass"
         cluster.run()
@@ -257,7 +257,7 @@ def test_a_worker_killed_after_dagster_took_the_call_makes_one_run(
         baton = cluster.run()
         cluster.cli("publish", dataset, "--partition", "2026-11-23")
         trigger_id = f"baton:{name}:2026-11-23:0"
-        wait_until(lambda: runs_tagged(dagster, trigger_id), timeout=30)
+        wait_until(lambda: runs_tagged(dagster, trigger_id))
         baton.kill9()  # Dagster launched the run; Baton never heard its id
         proxy.mode = "pass"
         cluster.run()  # the retry finds the run by its tag instead of launching again

@@ -134,7 +134,7 @@ def test_while_baton_is_down_the_flow_run_completes_and_its_event_waits_in_the_s
     [waiting] = wait_until(lambda: spooled(spool, event_id), timeout=60)
     assert json.loads(waiting.read_text())[0]["metadata"] == {"row_count": 7}
     warning = f"is unavailable: {ORDERS} {day} waits in {spool}"
-    assert wait_until(lambda: logged(prefect, run["id"], warning), timeout=30)
+    assert wait_until(lambda: logged(prefect, run["id"], warning))
 
     name = start_baton(cluster, prefect)
     flush = subprocess.run(
@@ -184,5 +184,5 @@ def test_a_task_hook_publishes_with_the_flow_runs_id_and_a_bad_template_only_log
         "Baton: nothing published: the partition template '{run_date}' names the "
         "parameter 'run_date', which this run does not have (its parameters: day)"
     )
-    assert wait_until(lambda: logged(prefect, run["id"], problem), timeout=30)
+    assert wait_until(lambda: logged(prefect, run["id"], problem))
     assert events(cluster, day, "warehouse.never_prefect") == []
