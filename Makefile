@@ -25,7 +25,7 @@ run: export MAKE_PID = $(shell echo $$PPID)
 run: setup
 	@scripts/run.sh
 
-# Two workers (the machine's two cores); the orchestrator tests all run on one of them
+# Two workers (the machine's two cores); each orchestrator's tests run on one of them
 # (tests/conftest.py: pytest_xdist_make_scheduler).
 test: setup
 	$(BIN)/pytest -q -n 2

@@ -26,18 +26,29 @@ BATON = str(Path(sys.executable).parent / "baton")
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """With `-n` (make test): a test module is a unit of work, and the orchestrator tests
-    are one unit, so that one worker starts the Airflow, Dagster and Prefect servers and
-    the others never do. (Not `--dist loadgroup`: on pytest 9.2 its groups are silently
-    lost, pytest-xdist#1386.)"""
+    """With `-n` (make test): a test module is a unit of work, except that the orchestrator
+    tests are one unit per orchestrator, so that each server starts on one worker (a test
+    that needs several runs with Airflow's). Not `--dist loadgroup`: on pytest 9.2 its
+    groups are silently lost (pytest-xdist#1386)."""
     from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415 - only under xdist
 
-    class ModulesAndOrchestrators(LoadScopeScheduling):  # type: ignore[misc]
+    class ByOrchestrator(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return "orchestrators" if module.startswith("tests/orchestrators/") else module
+            return work_unit(nodeid)
 
-    return ModulesAndOrchestrators(config, log)
+    return ByOrchestrator(config, log)
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to under xdist: its module, or its orchestrator."""
+    module, _, name = nodeid.partition("::")
+    if not module.startswith("tests/orchestrators/"):
+        return module
+    file = module.rsplit("/", 1)[-1]
+    for orchestrator in ("airflow", "dagster", "prefect"):
+        if orchestrator in file or orchestrator in name:
+            return f"orchestrators:{orchestrator}"
+    return "orchestrators:airflow"  # the chain, restatements, check --online
 
 
 def _listing(folder: Path) -> dict[str, int]:
