@@ -26,29 +26,39 @@ BATON = str(Path(sys.executable).parent / "baton")
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """With `-n` (make test): a test module is a unit of work, except that the orchestrator
-    tests are one unit per orchestrator, so that each server starts on one worker (a test
-    that needs several runs with Airflow's). Not `--dist loadgroup`: on pytest 9.2 its
-    groups are silently lost (pytest-xdist#1386)."""
+    """With `-n` (make test): a test module is a unit of work, and the orchestrator tests
+    are one unit, handed out first, so that one worker starts the Airflow, Dagster and
+    Prefect servers and the others never do (servers on two workers cost more CPU than
+    they save). Not `--dist loadgroup`: on pytest 9.2 its groups are silently lost
+    (pytest-xdist#1386)."""
     from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415 - only under xdist
 
-    class ByOrchestrator(LoadScopeScheduling):  # type: ignore[misc]
+    class OrchestratorsFirst(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
             return work_unit(nodeid)
 
-    return ByOrchestrator(config, log)
+    config.option.loadscopereorder = False  # collection order: tests/orchestrators first
+    return OrchestratorsFirst(config, log)
 
 
 def work_unit(nodeid: str) -> str:
-    """The unit of work a test belongs to under xdist: its module, or its orchestrator."""
-    module, _, name = nodeid.partition("::")
-    if not module.startswith("tests/orchestrators/"):
-        return module
-    file = module.rsplit("/", 1)[-1]
-    for orchestrator in ("airflow", "dagster", "prefect"):
-        if orchestrator in file or orchestrator in name:
-            return f"orchestrators:{orchestrator}"
-    return "orchestrators:airflow"  # the chain, restatements, check --online
+    """The unit of work a test belongs to under xdist: its module, or the orchestrators."""
+    module = nodeid.split("::", 1)[0]
+    return "orchestrators" if module.startswith("tests/orchestrators/") else module
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under xdist, a worker that runs other tests first yields the CPU (nice 5, it and
+    the processes it starts) to the one that runs the orchestrator tests, the longest
+    unit of `make test`. It changes only which runs first on a busy core."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and _DECIDED not in item.config.stash:
+        item.config.stash[_DECIDED] = True  # by this worker's first test
+        if work_unit(item.nodeid) != "orchestrators":
+            os.nice(5)
+
+
+_DECIDED = pytest.StashKey[bool]()
 
 
 def _listing(folder: Path) -> dict[str, int]:

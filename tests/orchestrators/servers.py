@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -221,6 +222,25 @@ AIRFLOW_USER, AIRFLOW_PASSWORD = "admin", "admin-secret"
 AIRFLOW_JWT_SECONDS = 8
 
 
+def _migrated_db(airflow_bin: str, env: dict[str, str], home: Path) -> None:
+    """`airflow db migrate` into this session's AIRFLOW_HOME, from a copy of the empty
+    migrated database kept beside the venv (migrating takes several seconds of CPU)."""
+    cached = envs.cache_dir() / f"{envs.SPECS['airflow'].key}-migrated.db"
+    db = Path(env["AIRFLOW_HOME"]) / "airflow.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    if cached.exists():
+        shutil.copyfile(cached, db)
+        return
+    migrate = subprocess.run(
+        [airflow_bin, "db", "migrate"], env=env, cwd=home, capture_output=True, check=False
+    )
+    if migrate.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{migrate.stderr.decode()[-3000:]}")
+    partial = cached.with_suffix(f".{os.getpid()}.partial")
+    shutil.copyfile(db, partial)
+    partial.replace(cached)  # whole or not at all, should another run read it meanwhile
+
+
 def airflow(home: Path, jwt_seconds: int = 86400) -> Server:
     bin_dir = envs.with_baton("airflow")
     home.mkdir(parents=True, exist_ok=True)
@@ -246,11 +266,7 @@ def airflow(home: Path, jwt_seconds: int = 86400) -> Server:
         "AIRFLOW__API_AUTH__JWT_LEEWAY": "0",
     }
     airflow_bin = str(bin_dir / "airflow")
-    migrate = subprocess.run(
-        [airflow_bin, "db", "migrate"], env=env, cwd=home, capture_output=True, check=False
-    )
-    if migrate.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{migrate.stderr.decode()[-3000:]}")
+    _migrated_db(airflow_bin, env, home)
     procs = [
         Proc([airflow_bin, "api-server", "-H", "127.0.0.1", "-p", str(port)],
              home / "airflow-api.log"),
