@@ -47,20 +47,6 @@ def work_unit(nodeid: str) -> str:
     return "orchestrators" if module.startswith("tests/orchestrators/") else module
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Under xdist, a worker that runs other tests first yields the CPU (nice 5, it and
-    the processes it starts) to the one that runs the orchestrator tests, the longest
-    unit of `make test`. It changes only which runs first on a busy core."""
-    if os.environ.get("PYTEST_XDIST_WORKER") and _DECIDED not in item.config.stash:
-        item.config.stash[_DECIDED] = True  # by this worker's first test
-        if work_unit(item.nodeid) != "orchestrators":
-            os.nice(5)
-
-
-_DECIDED = pytest.StashKey[bool]()
-
-
 def _listing(folder: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 

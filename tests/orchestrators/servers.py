@@ -264,6 +264,12 @@ def airflow(home: Path, jwt_seconds: int = 86400) -> Server:
         # The tests make API tokens die fast, to see Baton renew them (default: a day).
         "AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME": str(jwt_seconds),
         "AIRFLOW__API_AUTH__JWT_LEEWAY": "0",
+        # Fixed, not generated: the three processes start at once, and each would write
+        # an airflow.cfg of its own with its own secrets (tasks then fail "Invalid auth
+        # token": the scheduler signs with one secret, the API server checks another).
+        "AIRFLOW__API_AUTH__JWT_SECRET": "baton-tests-jwt-secret",
+        "AIRFLOW__API__SECRET_KEY": "baton-tests-api-secret",
+        "AIRFLOW__CORE__FERNET_KEY": "YmF0b24tdGVzdHMtZmVybmV0LWtleS0zMi1ieXRlcyE=",
     }
     airflow_bin = str(bin_dir / "airflow")
     _migrated_db(airflow_bin, env, home)
