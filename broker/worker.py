@@ -33,7 +33,6 @@ from broker.matching.matcher import RecordOp, Refusal
 from broker.runtime import Runtime
 from broker.state.health import RedisHealth, is_down
 from broker.state.ports import RecordOutcome, StreamEntry, TriggerRecord
-from broker.state.refusal_store import RefusalStore
 from broker.state.util import text
 from broker.time.backfill import BackfillPump
 from broker.time.deadlines import DeadlineClock
@@ -56,7 +55,6 @@ class Worker:
     ) -> None:
         self.runtime = runtime
         self.store = runtime.store
-        self.refusals = RefusalStore(runtime.redis, runtime.store.keys)
         self.contracts = contracts
         self.name = consumer_name()
         self._slots = asyncio.Semaphore(runtime.settings.worker.dispatch_concurrency)
@@ -116,7 +114,7 @@ class Worker:
             for reason in plan.skipped:
                 log.info("event %s not matched: %s", event.event_id, reason)
         # Before the ack: a redelivered batch notes the same refusals again.
-        await self.refusals.note(refused)
+        await self.store.refusals.note(refused)
         ids = [entry_id for entry_id, _ in entries]
         outcomes = await self.store.record(
             ops, self.contracts.version, ack=ids, deliver_to=self.deliver_to

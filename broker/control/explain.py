@@ -20,7 +20,6 @@ from broker.core.partitions import PartitionError
 from broker.matching.condition import build_tree, holds, leaves, split_slot
 from broker.state.ports import PartitionState, TriggerRecord
 from broker.state.redis_store import RedisStore
-from broker.state.refusal_store import RefusalStore
 from broker.time.deadlines import deadline_at
 
 
@@ -97,7 +96,7 @@ async def explain_from_store(
     state = await store.read_partition(contract.name, partition)
     trigger = await store.get_trigger(state.trigger_id) if state.trigger_id else None
     alert = await store.deadlines.alert_of(contract.name, partition)
-    refused = await RefusalStore(store.redis, store.keys).of(contract.name, partition)
+    refused = await store.refusals.of(contract.name, partition)
     return explain(contract, partition, state, trigger, alert, refused=refused).as_dict()
 
 

@@ -20,6 +20,7 @@ from broker.state.deadline_store import DeadlineStore
 from broker.state.gate_store import GateStore
 from broker.state.keys import Keys
 from broker.state.ports import DeadLetter, PartitionState, RecordOutcome, TriggerRecord
+from broker.state.refusal_store import RefusalStore
 from broker.state.streams import RedisStreams
 from broker.state.util import script, text, text_fields
 
@@ -44,6 +45,7 @@ class RedisStore(RedisStreams):
         self.deadlines = DeadlineStore(redis, keys)
         self.backfills = BackfillStore(redis, keys)
         self.gates = GateStore(redis, keys)
+        self.refusals = RefusalStore(redis, keys)
         self._record = script(redis, "record", "claim")
         self._due = script(redis, "due")
         self._begin = script(redis, "begin")
