@@ -95,17 +95,19 @@ STARTUP_S = 120.0
 
 def wait_until(
     predicate: Callable[[], Any], timeout: float = 60.0, every: float = 0.05,
-    what: str | None = None,
+    what: str | None = None, seen: Callable[[], object] | None = None,
 ) -> Any:  # fmt: skip
     """`predicate()`'s first true value, polled every `every` s; after `timeout` s, an
-    error that names what was waited for (`what`, else the predicate's source)."""
+    error that names what was waited for (`what`, else the predicate's source) and, when
+    `seen` is given, what there was instead."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout}s for {what or _described(predicate)}")
+            waited = f"waited {timeout}s for {what or _described(predicate)}"
+            raise AssertionError(waited if seen is None else f"{waited}\nseen: {seen()}")
         time.sleep(every)
 
 

@@ -35,6 +35,15 @@ def runs(airflow: Airflow, name: str) -> list[dict[str, Any]]:
     return [r for r in found if r["dag_run_id"].startswith(f"baton:{name}:")]
 
 
+def seen(cluster: Cluster, airflow: Airflow, name: str, backfill_id: str) -> str:
+    """What a failed wait found: the backfill, Airflow's runs by state, the scheduler."""
+    backfill = {k: v for k, v in status(cluster, backfill_id).items() if k != "in_flight_trace"}
+    states: dict[str, int] = {}
+    for run in runs(airflow, name):
+        states[run["state"]] = states.get(run["state"], 0) + 1
+    return f"backfill {backfill}\nairflow runs {states}\n{airflow.server.tail(15)}"
+
+
 @pytest.mark.timeout(900)
 def test_a_30_day_backfill_keeps_3_runs_in_flight_and_survives_a_kill(
     cluster: Cluster, airflow: Airflow
@@ -55,12 +64,16 @@ def test_a_30_day_backfill_keeps_3_runs_in_flight_and_survives_a_kill(
     args = ["--from", first, "--to", last, "--force", "--max-in-flight", "3", "--json"]
     backfill_id = json.loads(cluster.cli("backfill", name, *args).stdout)["id"]
 
-    wait_until(lambda: status(cluster, backfill_id)["fired"] >= 15, timeout=300, every=1)
+    def why() -> str:
+        return seen(cluster, airflow, name, backfill_id)
+
+    wait_until(lambda: status(cluster, backfill_id)["fired"] >= 15, timeout=300, every=1,
+               seen=why)  # fmt: skip
     cluster.procs[-1].kill9()  # Baton dies halfway
     assert status(cluster, backfill_id)["state"] == "running"
     cluster.run()
     done = wait_until(lambda: (s := status(cluster, backfill_id))["state"] == "done" and s,
-                      timeout=420, every=1)  # fmt: skip
+                      timeout=420, every=1, seen=why)  # fmt: skip
 
     in_airflow = runs(airflow, name)
     expected = {f"baton:{name}:{year}-{month:02d}-{d:02d}:0" for d in range(1, 31)}

@@ -51,6 +51,7 @@ trigger:
 """
 
 
+@pytest.mark.timeout(300)  # the three servers' first start plus the 180 s wait below
 def test_a_chain_crosses_airflow_dagster_and_prefect_once_each(
     cluster: Cluster, airflow: Airflow, dagster: Dagster, prefect: Prefect
 ) -> None:
@@ -71,7 +72,7 @@ def test_a_chain_crosses_airflow_dagster_and_prefect_once_each(
 
     last = f"publish_{n}"
     done = wait_until(lambda: (r := records()).get(last, {}).get("state") == "succeeded" and r,
-                      timeout=180, every=1)  # fmt: skip
+                      timeout=180, every=1, seen=records)  # fmt: skip
     airflow_run = airflow.api("GET", f"dags/report_daily/dagRuns/baton:clean_{n}:{day}:0")
     assert airflow_run["state"] == "success" and airflow_run["conf"] == {"day": day}
     dagster_runs = runs_tagged(dagster, f"baton:revenue_{n}:{day}:0")
