@@ -4,7 +4,7 @@ RUN pip install --no-cache-dir uv==0.13.9
 COPY pyproject.toml uv.lock README.md ./
 COPY broker ./broker
 COPY adapters ./adapters
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev --compile-bytecode
 COPY contracts ./contracts
 ENV PATH="/app/.venv/bin:$PATH"
 EXPOSE 8000

@@ -68,8 +68,8 @@ def ensure(name: str) -> Path:
         started = time.monotonic()
         _run([str(UV), "venv", "--quiet", "--python", spec.python, str(venv)])
         _run(
-            [str(UV), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-             *spec.requirements]
+            [str(UV), "pip", "install", "--quiet", "--compile-bytecode",
+             "--python", str(venv / "bin" / "python"), *spec.requirements]
         )  # fmt: skip
         ready.write_text(f"built in {time.monotonic() - started:.0f}s\n")
     return venv / "bin"
