@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from broker.core.settings import Settings
 from broker.embedded_redis import RedisProcess, ensure_embedded
 from broker.ingest.auth import Authenticator
+from broker.state.health import reconnecting
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
 
@@ -56,9 +57,8 @@ class Runtime:
     async def open(cls, settings: Settings) -> Runtime:
         url, embedded = redis_url(settings)
         # Timeouts, so a Redis that hangs (not just one that refuses) is noticed too.
-        redis = Redis.from_url(
-            url, decode_responses=False, socket_timeout=10, socket_connect_timeout=5
-        )
+        redis = Redis.from_url(url, decode_responses=False, socket_timeout=10,
+                               socket_connect_timeout=5, retry=reconnecting())  # fmt: skip
         store = RedisStore(
             redis,
             Keys(settings.namespace),

@@ -31,7 +31,7 @@ from broker.followup.tracking import Alerter, Alerts, RunTracker
 from broker.matching.loaded import Contracts
 from broker.matching.matcher import RecordOp, Refusal
 from broker.runtime import Runtime
-from broker.state.health import RedisHealth, is_down
+from broker.state.health import RedisHealth, is_down, reconnecting
 from broker.state.ports import RecordOutcome, StreamEntry, TriggerRecord
 from broker.state.util import text
 from broker.time.backfill import BackfillPump
@@ -190,7 +190,9 @@ class Worker:
         quiet = logging.getLogger("baton.faststream")
         quiet.setLevel(logging.WARNING)
         quiet.addFilter(self._redis_down_once)
-        broker = RedisBroker(self.runtime.url, logger=quiet, graceful_timeout=10)
+        broker = RedisBroker(self.runtime.url, logger=quiet, graceful_timeout=10,
+                             retry=reconnecting(), socket_timeout=10,
+                             socket_connect_timeout=5)  # fmt: skip
         read = self.runtime.settings.worker.read_count
 
         if match:

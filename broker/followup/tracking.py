@@ -34,6 +34,7 @@ from broker.core.errors import BacklogFull, TargetRejected, TargetUnavailable
 from broker.core.events import Event
 from broker.dispatch.target import RunStatus, Target
 from broker.ingest.intake import ingest
+from broker.state.health import is_down
 from broker.state.redis_store import RedisStore
 
 log = logging.getLogger("baton.followup")
@@ -71,7 +72,9 @@ class RunTracker:
         for trigger_id in due:
             try:
                 await self._look(trigger_id, now_ms)
-            except Exception:  # one broken run must not stop the others
+            except Exception as exc:  # one broken run must not stop the others
+                if is_down(exc):  # nor is Redis away one run's fault: the round ends
+                    raise
                 log.exception("following the run of %s failed; trying again later", trigger_id)
         return len(due)
 
