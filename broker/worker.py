@@ -9,13 +9,13 @@ never new ones), and a retry pump puts due retries back on the triggers stream.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import socket
 from collections.abc import Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from faststream.middlewares import AckPolicy
@@ -27,10 +27,13 @@ from broker.core.secrets import allowed_env
 from broker.dispatch.dispatcher import Dispatcher
 from broker.dispatch.gate import Gates
 from broker.dispatch.target import Target
-from broker.followup.tracking import Alerter, Alerts, RunTracker
+from broker.followup.alerting import Alerter, Alerts
+from broker.followup.duties import Duty, every, run_duty
+from broker.followup.tracking import RunTracker
 from broker.matching.loaded import Contracts
 from broker.matching.matcher import RecordOp, Refusal
 from broker.runtime import Runtime
+from broker.state.duties import DutyBeats
 from broker.state.health import RedisHealth, is_down, reconnecting
 from broker.state.ports import RecordOutcome, StreamEntry, TriggerRecord
 from broker.state.util import text
@@ -77,13 +80,16 @@ class Worker:
             targets,
             settings.track_initial,
             settings.track_max_delay,
+            concurrency={n: t.track_concurrency for n, t in runtime.settings.targets.items()},
         )
+        self.dispatcher.on_dispatched = self.tracker.wake
         self.alerter = Alerter(
             self.store, alerts, self.name, settings.claim_idle,
             lambda: self.contracts.by_name(),  # noqa: PLW0108
             owner_alerts,
         )  # fmt: skip
         self._next_trim = 0.0
+        self._next_alert_reclaim = 0.0
         self.health = RedisHealth(runtime.redis, log, "the worker waits")
         self.pump = BackfillPump(
             self.store, self.store.backfills,
@@ -272,42 +278,53 @@ class Worker:
         if dropped:
             log.info("trimmed %d events older than %s from the stream", dropped, keep.isoformat())
 
-    async def _round(self, match: bool, dispatch: bool, reclaim: bool) -> None:
+    def duties(self, match: bool = True, dispatch: bool = True) -> list[Duty]:
+        """The background duties this worker runs, each in a loop of its own."""
+        settings = self.runtime.settings.worker
+        reclaim_every = max(0.2, settings.claim_idle.total_seconds() / 4)
+        out: list[Duty] = []
         if dispatch:
-            await self.store.move_due_retries(int(datetime.now(UTC).timestamp() * 1000))
-            await self.dispatcher.gates.round()
-            await self.tracker.round()
-            await self.alerter.round(reclaim)
+            for lane in self.tracker.lanes.values():
+                out.append(Duty(lane.duty, partial(self.tracker.lane_round, lane),
+                                lane.wake, drain=partial(self.tracker.drain, lane)))  # fmt: skip
+            out += [
+                Duty("retries", every(0.2, self._move_retries)),
+                Duty("gates", every(0.2, self.dispatcher.gates.round)),
+                Duty("alerts", every(0.2, partial(self._alerts, reclaim_every))),
+            ]
         if match:
-            await self.clock.round()
-            await self.pump.round()
-        if reclaim and match:
+            out += [Duty("deadlines", every(0.2, self.clock.round)),
+                    Duty("backfills", every(0.2, self.pump.round))]  # fmt: skip
+        out.append(Duty("reclaim", every(reclaim_every, partial(self._reclaim, match, dispatch))))
+        return out
+
+    async def _alerts(self, reclaim_every: float) -> int:
+        """New alerts each round; those another worker abandoned every `reclaim_every`."""
+        now = asyncio.get_running_loop().time()
+        reclaim = now >= self._next_alert_reclaim
+        if reclaim:
+            self._next_alert_reclaim = now + reclaim_every
+        return await self.alerter.round(reclaim)
+
+    async def _move_retries(self) -> int:
+        return await self.store.move_due_retries(int(datetime.now(UTC).timestamp() * 1000))
+
+    async def _reclaim(self, match: bool, dispatch: bool) -> None:
+        if match:
             await self.reclaim_events()
             await self._trim()
-        if reclaim and dispatch:
+        if dispatch:
             await self.reclaim_triggers()
             await self.dispatcher.expire_waiting()
 
     async def background(
         self, stop: asyncio.Event, match: bool = True, dispatch: bool = True
     ) -> None:
-        """Reclaim and retry loops until `stop` is set."""
-        period = max(0.2, self.runtime.settings.worker.claim_idle.total_seconds() / 4)
-        next_reclaim = 0.0
-        loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            reclaim = loop.time() >= next_reclaim
-            try:
-                await self._round(match, dispatch, reclaim)
-                if reclaim:
-                    next_reclaim = loop.time() + period
-            except Exception as exc:  # a broken round must not end the loop
-                if is_down(exc):
-                    self.health.lost(exc)  # said once, not once a round
-                else:
-                    log.exception("background round failed; trying again")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=0.2)
+        """The background duties, until `stop` is set."""
+        beats = DutyBeats(self.runtime.redis, self.store.keys, self.name)
+        await asyncio.gather(
+            *(run_duty(duty, stop, self.health, beats) for duty in self.duties(match, dispatch))
+        )
 
     async def run(self, stop: asyncio.Event, match: bool = True, dispatch: bool = True) -> None:
         self.deliver_to = self.name if dispatch else ""

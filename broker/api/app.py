@@ -18,6 +18,7 @@ from broker.api.status import status_page
 from broker.control.audit import AuditTrail
 from broker.matching.loaded import Contracts
 from broker.runtime import Runtime
+from broker.state.duties import report as duty_report
 from broker.state.health import RedisHealth
 
 log = logging.getLogger("baton.api")
@@ -84,8 +85,14 @@ def _health(app: FastAPI, runtime: Runtime) -> None:
             return problem(503, "Not ready", f"Redis is unreachable: {exc}",
                            headers={"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
         holder = getattr(app.state, "holder", None)
-        body = {"status": "ready", "contracts_version": app.state.contracts.version,
-                "contracts_reload_error": holder.error if holder else None}  # fmt: skip
+        duties = await duty_report(runtime.redis, runtime.store.keys, runtime.settings.targets)
+        # Still 200 with a duty behind: the API takes events as well as ever, and a
+        # worker that is behind catches up sooner when nothing is turned away.
+        late = sorted(name for name, duty in duties.items() if duty["state"] != "ok")
+        body = {"status": "behind" if late else "ready", "behind": late,
+                "contracts_version": app.state.contracts.version,
+                "contracts_reload_error": holder.error if holder else None,
+                "duties": duties}  # fmt: skip
         return JSONResponse(body)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from broker.state.duties import report as duty_report
 from broker.state.util import text
 
 router = APIRouter(tags=["health"])
@@ -41,16 +42,19 @@ async def render(request: Request) -> str:
     runtime = request.app.state.runtime
     keys = runtime.store.keys
     redis = runtime.redis
+    targets = sorted(runtime.settings.targets)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.stats)
         pipe.get(keys.backlog)
         pipe.xlen(keys.events)
         pipe.zcard(keys.retries)
         pipe.xlen(keys.dead_letters)
-        pipe.zcard(keys.tracking)
         pipe.zcard(keys.deadlines)
         pipe.hgetall(keys.contracts_loaded)
-        stats_raw, backlog, events, retries, dead, tracked, watched, loaded = await pipe.execute()
+        pipe.zcard(keys.tracking)
+        for target in targets:
+            pipe.zcard(keys.tracking_of(target))
+        stats_raw, backlog, events, retries, dead, watched, loaded, *tracked = await pipe.execute()
     stats = {text(k): int(v) for k, v in stats_raw.items()}
     out: list[str] = []
     for name, kind, about, fields in COUNTERS:
@@ -64,7 +68,9 @@ async def render(request: Request) -> str:
          [({"state": "undelivered"}, undelivered), ({"state": "in_flight"}, in_flight)]),
         ("baton_retries_scheduled", "Triggers waiting for their next attempt.", [({}, retries)]),
         ("baton_dead_letters", "Entries in the dead-letter stream.", [({}, dead)]),
-        ("baton_runs_tracked", "Downstream runs being followed to their end.", [({}, tracked)]),
+        ("baton_runs_tracked", "Downstream runs being followed to their end, by target.",
+         [({"target": t}, n) for t, n in zip(["", *targets], tracked, strict=True)
+          if t or n]),
         ("baton_deadlines_watched", "Partitions on the deadline clock.", [({}, watched)]),
     ]  # fmt: skip
     holder = getattr(request.app.state, "holder", None)
@@ -81,6 +87,7 @@ async def render(request: Request) -> str:
          [({"version": v}, n) for v, n in sorted(versions.items())]),
     ]  # fmt: skip
     gauges += await _targets(runtime)
+    gauges += await _duties(runtime, targets)
     for gauge, about, series in gauges:
         _family(out, gauge, "gauge", about, series)
     return "\n".join(out) + "\n"
@@ -97,6 +104,21 @@ async def _targets(runtime: Any) -> list[tuple[str, str, list[tuple[dict[str, st
          [({"target": t}, s["waiting"]) for t, s in states.items()]),
         ("baton_target_breaker_open", "1 while a target's circuit breaker is not closed.",
          [({"target": t}, int(s["breaker"] != "closed")) for t, s in states.items()]),
+    ]  # fmt: skip
+
+
+async def _duties(
+    runtime: Any, targets: list[str]
+) -> list[tuple[str, str, list[tuple[dict[str, str], float]]]]:
+    """Per background duty: how long its oldest due work has waited, and how long ago
+    a worker last finished a round of it (absent: never)."""
+    duties = await duty_report(runtime.redis, runtime.store.keys, targets)
+    return [
+        ("baton_duty_behind_seconds", "How long a duty's oldest due work has waited.",
+         [({"duty": d}, r["behind_s"]) for d, r in duties.items() if r["behind_s"] is not None]),
+        ("baton_duty_last_round_seconds", "Seconds since a worker last finished a round of a duty.",
+         [({"duty": d}, r["last_round_s"]) for d, r in duties.items()
+          if r["last_round_s"] is not None]),
     ]  # fmt: skip
 
 

@@ -58,6 +58,8 @@ class _Target(_Strict):
     max_in_flight: int | None = Field(None, ge=1)
     max_starts_per_second: float | None = Field(None, gt=0)
     breaker: BreakerSettings = BreakerSettings()
+    # Runs of this target one worker looks at at once, to follow them to their end.
+    track_concurrency: int = Field(32, ge=1, le=1000)
 
 
 class WebhookTarget(_Target):

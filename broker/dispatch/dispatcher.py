@@ -67,6 +67,8 @@ class Dispatcher:
         # Compiling Jinja costs ~0.3 ms; each contract's trigger is compiled once, and
         # again only when a reload replaces the contract object.
         self._compiled: dict[str, tuple[Contract, Template]] = {}
+        # Told the target's name when a run was started (the run tracker wakes for it).
+        self.on_dispatched: Callable[[str], None] | None = None
 
     def _template(self, contract: Contract) -> Template:
         cached = self._compiled.get(contract.name)
@@ -134,7 +136,10 @@ class Dispatcher:
             error = f"could not be sent: {type(exc).__name__}: {exc}"
             return await self._dead(record, entry_id, error, name)
         await self.gates.answered(name, record.id, started=True)
-        await self.store.dispatched(record.id, entry_id, receipt.ref, receipt.url, receipt.warning)
+        await self.store.dispatched(record.id, entry_id, receipt.ref, receipt.url,
+                                    receipt.warning, name)  # fmt: skip
+        if self.on_dispatched is not None:
+            self.on_dispatched(name)
         log.info("dispatched %s -> %s", record.id, receipt.ref)
         if receipt.warning:
             log.warning("trigger %s: %s", record.id, receipt.warning)

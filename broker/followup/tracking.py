@@ -1,51 +1,65 @@
-"""What happens after a dispatch: follow the run to its end, and alert on dead letters.
+"""What happens after a dispatch: follow the run to its end, and publish what it made.
 
-**Run tracking.** Each dispatched trigger sits in a sorted set by when its run is next
-looked at. A worker leases the due ones (so of several workers one looks at each),
-asks the target where the run stands and records it; an unfinished run is looked at
-again after a growing pause (1 s, 2 s, 4 s, ... up to the configured cap). When a run
-succeeds, the contract's `produces` datasets are published for its partition, with
-event ids made from the trigger id, so a repeated look publishes nothing twice; that is
-how a chain crosses orchestrators.
+Each dispatched trigger sits in its target's tracking set (a sorted set by when its run
+is next looked at). Each target is a lane of its own: a worker leases the due runs of
+that target (so of several workers one looks at each), looks at up to the target's
+`track_concurrency` of them at once, and records where each stands; an unfinished run is
+looked at again after a growing pause (1 s, 2 s, 4 s, ... up to the configured cap). A
+slow or hung orchestrator fills only its own lane: the other targets' runs, and the
+worker's other duties, go on meanwhile.
 
-**Alerts.** The dead-letter stream and the alerts stream (missed deadlines and their
-recoveries, see `broker.time.deadlines`) have their own consumer group: each entry is read
-by one worker, sent to the alert sinks, and acked once sent; an entry whose sending
-failed stays pending and is taken over again after `claim_idle`. So each dead letter
-or missed deadline gives one alert, not one per worker.
+A lane with nothing due sleeps until its next run is due, at most a second (another
+worker may have dispatched meanwhile), and wakes at once when this worker dispatches to
+its target: the first look at a webhook's run, which is done when answered, comes right
+after the dispatch.
 
-**Owners.** An alert about a contract goes to its owner's sinks when the config has
-some for that owner (`owners: {<owner>: {alerts: [...]}}`), else to the global ones.
-The owner is read from the contract set loaded at the time of sending, so a reload that
-changes it moves the contract's alerts too; an owner's failing sink is retried like a
-global one, and each entry is sent on its own, so it holds back no other alert.
+When a run succeeds, the contract's `produces` datasets are published for its
+partition, with event ids made from the trigger id, so a repeated look publishes nothing
+twice; that is how a chain crosses orchestrators.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
 
 from broker.contracts.model import Contract
-from broker.control.explain import explain
 from broker.core.errors import BacklogFull, TargetRejected, TargetUnavailable
 from broker.core.events import Event
 from broker.dispatch.target import RunStatus, Target
 from broker.ingest.intake import ingest
+from broker.state.duties import tracking_duty
 from broker.state.health import is_down
 from broker.state.redis_store import RedisStore
 
 log = logging.getLogger("baton.followup")
 
-
-class Alerts(Protocol):
-    async def send(self, alert_id: str, text: str, facts: dict[str, Any]) -> None: ...
+# The longest a lane sleeps with nothing due: runs another worker dispatched are
+# looked at within this.
+IDLE_S = 1.0
+DEFAULT_CONCURRENCY = 32
 
 
 def produced_event_id(trigger_id: str, dataset: str) -> str:
     return f"baton/{trigger_id}/{dataset}"
+
+
+@dataclass
+class Lane:
+    """One target's runs: its tracking set, and the looks in flight at it."""
+
+    target: str  # "" for runs dispatched before tracking was kept per target
+    key: str
+    limit: int
+    looking: set[asyncio.Task[None]] = field(default_factory=set)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def duty(self) -> str:
+        return tracking_duty(self.target)
 
 
 class RunTracker:
@@ -57,6 +71,7 @@ class RunTracker:
         initial: timedelta,
         max_delay: timedelta,
         lease: timedelta = timedelta(seconds=60),
+        concurrency: Mapping[str, int] | None = None,
     ) -> None:
         self.store = store
         self.contracts = contracts
@@ -64,36 +79,70 @@ class RunTracker:
         self.initial = initial.total_seconds()
         self.max_delay = max_delay.total_seconds()
         self.lease_ms = int(lease.total_seconds() * 1000)
+        limits = dict(concurrency or {})
+        keys = store.keys
+        self.lanes = {
+            name: Lane(name, keys.tracking_of(name), limits.get(name, DEFAULT_CONCURRENCY))
+            for name in targets
+        }
+        self.lanes[""] = Lane("", keys.tracking, DEFAULT_CONCURRENCY)
 
-    async def round(self, now: datetime | None = None) -> int:
-        """Look at every run that is due; returns how many were looked at."""
+    def wake(self, target: str) -> None:
+        """A run of `target` was just dispatched here: look at it now."""
+        lane = self.lanes.get(target)
+        if lane is not None:
+            lane.wake.set()
+
+    async def lane_round(self, lane: Lane, now: datetime | None = None) -> float:
+        """Start looks at as many of `lane`'s due runs as it has room for; returns how
+        long until it has work again (0: at once)."""
+        if len(lane.looking) >= lane.limit:
+            await asyncio.wait(lane.looking, return_when=asyncio.FIRST_COMPLETED)
+            return 0.0
         now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
-        due = await self.store.lease_tracked(now_ms, self.lease_ms)
+        free = lane.limit - len(lane.looking)
+        lane.wake.clear()
+        due, head = await self.store.lease_tracked(lane.key, now_ms, self.lease_ms, free)
         for trigger_id in due:
-            try:
-                await self._look(trigger_id, now_ms)
-            except Exception as exc:  # one broken run must not stop the others
-                if is_down(exc):  # nor is Redis away one run's fault: the round ends
-                    raise
-                log.exception("following the run of %s failed; trying again later", trigger_id)
-        return len(due)
+            task = asyncio.create_task(self._guarded(lane, trigger_id, now_ms))
+            lane.looking.add(task)
+            task.add_done_callback(lane.looking.discard)
+        if len(due) == free:
+            return 0.0  # there may be more due
+        if head is None:
+            return IDLE_S
+        return min(IDLE_S, max(0.0, (head - now_ms) / 1000))
 
-    async def _look(self, trigger_id: str, now_ms: int) -> None:
+    async def drain(self, lane: Lane, timeout: float = 10) -> None:
+        """Let `lane`'s looks in flight record what they saw (at shutdown)."""
+        if lane.looking:
+            await asyncio.wait(lane.looking, timeout=timeout)
+
+    async def _guarded(self, lane: Lane, trigger_id: str, now_ms: int) -> None:
+        try:
+            await self._look(lane, trigger_id, now_ms)
+        except Exception as exc:  # one broken run must not stop the others
+            if is_down(exc):  # Redis away: the lease runs out and the run is looked at again
+                log.debug("following the run of %s waits for Redis", trigger_id)
+                return
+            log.exception("following the run of %s failed; trying again later", trigger_id)
+
+    async def _look(self, lane: Lane, trigger_id: str, now_ms: int) -> None:
         record = await self.store.get_trigger(trigger_id)
         contract = self.contracts().get(record.contract) if record else None
         target = self.targets.get(contract.trigger.target) if contract else None
         # The run leaves its target's runs in flight when it ends (or cannot be followed).
         name = record.target if record else ""
         if record is None or contract is None or target is None:
-            await self.store.run_seen(trigger_id, "unknown", "contract or target gone", None,
-                                      name)  # fmt: skip
+            await self.store.run_seen(lane.key, trigger_id, "unknown",
+                                      "contract or target gone", None, name)  # fmt: skip
             return
         try:
             status = await target.status(record.downstream_ref)
         except TargetUnavailable as exc:
             status = RunStatus(record.run_state or "queued", f"not reachable: {exc}")
         except TargetRejected as exc:
-            await self.store.run_seen(trigger_id, "unknown", str(exc), None, name)
+            await self.store.run_seen(lane.key, trigger_id, "unknown", str(exc), None, name)
             return
         published = status.state != "succeeded" or await self._publish_produces(
             contract, record.id, record.partition, status
@@ -101,11 +150,12 @@ class RunTracker:
         if not published:
             status = RunStatus("running", "succeeded; publishing its outputs again later")
         if status.finished:
-            await self.store.run_seen(trigger_id, status.state, status.detail, None, name)
+            await self.store.run_seen(lane.key, trigger_id, status.state, status.detail,
+                                      None, name)  # fmt: skip
             log.info("run of %s %s (%s)", trigger_id, status.state, status.detail)
             return
         pause = min(self.max_delay, self.initial * 2**record.run_checks)
-        await self.store.run_seen(trigger_id, status.state, status.detail,
+        await self.store.run_seen(lane.key, trigger_id, status.state, status.detail,
                                   now_ms + int(pause * 1000))  # fmt: skip
 
     async def _publish_produces(
@@ -130,137 +180,3 @@ class RunTracker:
             return False
         log.info("published %s for %s", ", ".join(contract.produces), trigger_id)
         return True
-
-
-class Alerter:
-    """Sends one alert per entry of the dead-letter stream and of the alerts stream
-    (missed deadlines and their recoveries), through the `alerters` group."""
-
-    def __init__(
-        self,
-        store: RedisStore,
-        alerts: Alerts | None,
-        consumer: str,
-        claim_idle: timedelta,
-        contracts: Callable[[], Mapping[str, Contract]] = dict,
-        owners: Mapping[str, Alerts] | None = None,
-    ) -> None:
-        self.store = store
-        self.alerts = alerts
-        self.consumer = consumer
-        self.claim_idle_ms = int(claim_idle.total_seconds() * 1000)
-        self.contracts = contracts
-        self.owners = dict(owners or {})
-
-    async def round(self, reclaim: bool = True) -> int:
-        """Send an alert for each new entry, and with `reclaim` for each another worker
-        abandoned; returns how many."""
-        keys = self.store.keys
-        sent = 0
-        for stream, compose in ((keys.dead_letters, self._dead_letter),
-                                (keys.alerts, self._deadline)):  # fmt: skip
-            group = keys.alerters_group
-            entries = (
-                await self.store.reclaim(stream, group, self.consumer, self.claim_idle_ms, 50)
-                if reclaim
-                else []
-            )
-            entries += await self.store.read_new(stream, group, self.consumer, 50)
-            for entry_id, fields in entries:
-                alert_id, text, facts = await compose(entry_id, fields)
-                sink, text = self._route(text, facts)
-                if await self._send(sink, alert_id, text, facts):
-                    await self.store.ack(stream, group, entry_id)
-                    sent += 1
-        return sent
-
-    def _route(self, text: str, facts: dict[str, Any]) -> tuple[Alerts | None, str]:
-        """The sinks for this alert, and its text naming the owner (added to `facts`)."""
-        contract = self.contracts().get(str(facts.get("contract") or ""))
-        owner = contract.owner if contract is not None else None
-        if not owner:
-            return self.alerts, text
-        facts["owner"] = owner
-        return self.owners.get(owner, self.alerts), f"{text} Owner: {owner}."
-
-    async def _send(
-        self, sink: Alerts | None, alert_id: str, text: str, facts: dict[str, Any]
-    ) -> bool:
-        if sink is None:
-            log.error("%s (no alert sink configured)", text)
-            return True
-        try:
-            await sink.send(alert_id, text, facts)
-        except Exception:  # left pending: sent again after claim_idle
-            log.exception("alert %s not sent; will try again", alert_id)
-            return False
-        return True
-
-    async def _dead_letter(
-        self, entry_id: str, fields: dict[str, str]
-    ) -> tuple[str, str, dict[str, Any]]:
-        trigger_id = fields.get("trigger_id", "")
-        record = await self.store.get_trigger(trigger_id)
-        facts: dict[str, Any] = {
-            "kind": "dead_letter",
-            "trigger_id": trigger_id,
-            "error": fields.get("error", ""),
-            "at": fields.get("at", ""),
-        }
-        if record is not None:
-            facts |= {"contract": record.contract, "partition": record.partition or None,
-                      "attempts": record.attempts}  # fmt: skip
-        where = f" [{record.partition}]" if record and record.partition else ""
-        text = (
-            f":rotating_light: Baton: {facts.get('contract', trigger_id)}{where} could not "
-            f"start its run and gave up: {facts['error']}. "
-            f"Retry with `baton dlq retry {trigger_id}`."
-        )
-        return f"dlq:{entry_id}", text, facts
-
-    async def _deadline(
-        self, entry_id: str, fields: dict[str, str]
-    ) -> tuple[str, str, dict[str, Any]]:
-        """A missed deadline names each missing input and the last event seen for it
-        (as the partition stands when the alert is sent); a recovery names the trigger."""
-        contract_name, partition = fields.get("contract", ""), fields.get("partition", "")
-        facts: dict[str, Any] = {"kind": fields.get("kind", ""), "contract": contract_name,
-                                 "partition": partition, "deadline": fields.get("deadline"),
-                                 "at": fields.get("at")}  # fmt: skip
-        head = f"Baton: {contract_name} [{partition}]"
-        if facts["kind"] == "deadline_recovered":
-            facts["trigger_id"] = fields.get("trigger_id")
-            text = (f":white_check_mark: {head} recovered: {facts['trigger_id']} fired at "
-                    f"{facts['at']}, after its deadline {facts['deadline']}.")  # fmt: skip
-            return f"alert:{entry_id}", text, facts
-        missing = await self._missing(contract_name, partition)
-        facts["missing"] = missing
-        named = "; ".join(_missing_line(m) for m in missing) or "nothing (it fired since)"
-        text = (f":alarm_clock: {head} missed its deadline {facts['deadline']}: "
-                f"missing {named}.")  # fmt: skip
-        if facts["kind"] == "deadline_forced":
-            facts["trigger_id"] = fields.get("trigger_id")
-            text += f" Started anyway (on_deadline: trigger) as {facts['trigger_id']}."
-        return f"alert:{entry_id}", text, facts
-
-    async def _missing(self, contract_name: str, partition: str) -> list[dict[str, Any]]:
-        contract = self.contracts().get(contract_name)
-        if contract is None:
-            return []
-        state = await self.store.read_partition(contract_name, partition)
-        report = explain(contract, partition, state, None)
-        return [
-            {"dataset": i.dataset, "partition": i.partition, "state": i.state,
-             "last_event_id": i.event_id or i.failed_event_id, "last_event_at": i.occurred_at}
-            for i in report.inputs
-            if i.state != "satisfied"
-        ]  # fmt: skip
-
-
-def _missing_line(item: dict[str, Any]) -> str:
-    where = f"{item['dataset']}[{item['partition']}]" if item["partition"] else item["dataset"]
-    if item["state"] == "failed":
-        return f"{where} (last event {item['last_event_id']} failed)"
-    if item["last_event_id"]:
-        return f"{where} ({item['state']}, last event {item['last_event_id']})"
-    return f"{where} (no event seen)"

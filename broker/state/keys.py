@@ -44,8 +44,18 @@ class Keys:
 
     @property
     def tracking(self) -> str:
-        """Sorted set of dispatched trigger ids by when their run is next looked at."""
+        """Runs dispatched before tracking was kept per target (sorted set, as below);
+        followed to their end like the others, and then empty for good."""
         return f"{self.namespace}:tracking"
+
+    def tracking_of(self, target: str) -> str:
+        """Sorted set of `target`'s dispatched trigger ids by when their run is next
+        looked at: one per target, so a slow target holds back only its own runs."""
+        return f"{self.namespace}:tracking:{target}"
+
+    def duty_beats(self, duty: str) -> str:
+        """Sorted set consumer -> when it last finished a round of `duty` (epoch ms)."""
+        return f"{self.namespace}:duty:{duty}"
 
     @property
     def deadlines(self) -> str:

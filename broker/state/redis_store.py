@@ -142,14 +142,17 @@ class RedisStore(RedisStreams):
         return TriggerRecord.from_hash(dict(zip(pairs, pairs, strict=True)))
 
     async def dispatched(
-        self, trigger_id: str, entry_id: str, ref: str, url: str, warning: str = ""
-    ) -> None:
+        self, trigger_id: str, entry_id: str, ref: str, url: str, warning: str = "",
+        target: str = "",
+    ) -> None:  # fmt: skip
+        """Started: the run is followed among `target`'s, first looked at right away (a
+        webhook's is done when answered)."""
         fields = {"state": "succeeded", "downstream_ref": ref, "downstream_url": url}
         if warning:
             fields["warning"] = warning
         fields["run_state"] = "queued"
-        # The run is first looked at right away: a webhook's is done when answered.
-        await self._finish(trigger_id, entry_id, fields, track_ms=_now_ms())
+        await self._finish(trigger_id, entry_id, fields, track_ms=_now_ms(),
+                           tracking=self.keys.tracking_of(target))  # fmt: skip
 
     async def retry_later(
         self, trigger_id: str, entry_id: str, error: str, due_ms: int, target: str = ""
@@ -195,6 +198,7 @@ class RedisStore(RedisStreams):
         track_ms: int | None = None,
         target: str = "",
         queue: str | None = None,
+        tracking: str | None = None,
     ) -> None:
         """Record the outcome and ack the stream entry in one step (a Lua script). With
         `target`, the trigger leaves its runs in flight (and, unless it waits again, its
@@ -207,7 +211,7 @@ class RedisStore(RedisStreams):
                 leave.append(keys.target_waiting(target))
         await self._finish_script(
             keys=[keys.trigger(trigger_id), keys.triggers, queue or keys.retries,
-                  keys.dead_letters, keys.tracking, keys.stats, *leave],
+                  keys.dead_letters, tracking or keys.tracking, keys.stats, *leave],
             args=[
                 keys.dispatchers_group, entry_id, trigger_id, _now().isoformat(),
                 "" if due_ms is None else due_ms, "" if dead is None else dead or "no message",
@@ -217,13 +221,18 @@ class RedisStore(RedisStreams):
         )  # fmt: skip
 
     # -- run tracking ------------------------------------------------------------------
-    async def lease_tracked(self, now_ms: int, lease_ms: int, count: int = 50) -> list[str]:
-        ids = await self._track(keys=[self.keys.tracking], args=[now_ms, lease_ms, count])
-        return [text(i) for i in ids]
+    async def lease_tracked(
+        self, tracking: str, now_ms: int, lease_ms: int, count: int
+    ) -> tuple[list[str], int | None]:
+        """Up to `count` runs of the `tracking` set that are due, leased for `lease_ms`;
+        and when the next one is due after them (None: nothing is tracked there)."""
+        ids, head = await self._track(keys=[tracking], args=[now_ms, lease_ms, count])
+        return [text(i) for i in ids], int(float(head)) if head else None
 
     async def run_seen(
-        self, trigger_id: str, run_state: str, detail: str, next_ms: int | None, target: str = ""
-    ) -> None:
+        self, tracking: str, trigger_id: str, run_state: str, detail: str,
+        next_ms: int | None, target: str = "",
+    ) -> None:  # fmt: skip
         """Record where the downstream run stands; look again at `next_ms`, or stop
         following it (None: it finished, and leaves `target`'s runs in flight)."""
         fields = {"run_state": run_state, "run_detail": detail, "run_checked_at": _iso()}
@@ -231,11 +240,11 @@ class RedisStore(RedisStreams):
             pipe.hset(self.keys.trigger(trigger_id), mapping=fields)  # type: ignore[arg-type]
             pipe.hincrby(self.keys.trigger(trigger_id), "run_checks", 1)
             if next_ms is None:
-                pipe.zrem(self.keys.tracking, trigger_id)
+                pipe.zrem(tracking, trigger_id)
                 if target:
                     pipe.zrem(self.keys.target_running(target), trigger_id)
             else:
-                pipe.zadd(self.keys.tracking, {trigger_id: next_ms})
+                pipe.zadd(tracking, {trigger_id: next_ms})
             await pipe.execute()
 
     # -- signed requests -----------------------------------------------------------

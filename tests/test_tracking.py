@@ -1,0 +1,196 @@
+"""Run tracking on a real Redis: one lane per target, looks at once up to the target's
+bound, a hung orchestrator holding back only its own runs, a dispatch waking its lane,
+and each duty's health as `/readyz` reads it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+from redis.asyncio import Redis
+
+from broker.contracts.model import Contract
+from broker.core.events import Event
+from broker.core.settings import RetrySettings
+from broker.dispatch.dispatcher import Dispatcher
+from broker.dispatch.gate import Gates
+from broker.dispatch.target import Receipt, RunStatus, TriggerRequest
+from broker.followup.duties import Duty, run_duty
+from broker.followup.tracking import RunTracker
+from broker.matching.matcher import Matcher
+from broker.state import duties
+from broker.state.duties import DutyBeats
+from broker.state.health import RedisHealth
+from broker.state.keys import Keys
+from broker.state.redis_store import RedisStore
+
+
+def contract(name: str, target: str) -> Contract:
+    spec = f"{{name: {name}, partitioned: daily, when: orders, trigger: {{target: {target}}}}}"
+    return Contract.model_validate(yaml.safe_load(spec))
+
+
+CONTRACTS = {"fast_report": contract("fast_report", "fast"),
+             "slow_report": contract("slow_report", "slow")}  # fmt: skip
+
+
+class Orchestrator:
+    """A target that starts runs at once; while `hung`, asking for a run's state hangs
+    (a fault injector: an orchestrator that accepts connections and answers nothing)."""
+
+    def __init__(self, hung: bool = False) -> None:
+        self.hung = asyncio.Event() if hung else None
+        self.asking = 0
+        self.most_at_once = 0
+        self.started = 0
+
+    async def trigger(self, request: TriggerRequest) -> Receipt:
+        self.started += 1
+        return Receipt(ref=f"run-{self.started}", url="")
+
+    async def status(self, ref: str) -> RunStatus:
+        self.asking += 1
+        self.most_at_once = max(self.most_at_once, self.asking)
+        try:
+            if self.hung is not None:
+                await self.hung.wait()
+            return RunStatus("succeeded", "done")
+        finally:
+            self.asking -= 1
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[RedisStore]:
+    client = Redis.from_url(redis_url)
+    store = RedisStore(client, Keys(), max_backlog=100_000, dedup_ttl_s=60)
+    await store.ensure_groups()
+    yield store
+    await client.aclose()
+
+
+async def dispatch_days(
+    store: RedisStore, dispatcher: Dispatcher, days: int, contracts: dict[str, Contract]
+) -> None:
+    """Fire and dispatch `contracts` for `days` partitions, through the real matcher,
+    Lua and dispatcher."""
+    matcher = Matcher(list(contracts.values()))
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for day in range(days):
+        partition = (start + timedelta(days=day)).date().isoformat()
+        event = Event(dataset="orders", partition=partition, event_id=f"o-{day}")
+        plan = matcher.plan(event.completed(start), start, f"{day + 1}-0")
+        await store.record(plan.ops, "v1")
+    read = await store.redis.xreadgroup("dispatchers", "me", {"baton:triggers": ">"})
+    for entry_id, fields in read[0][1]:
+        assert await dispatcher.handle(entry_id.decode(), fields[b"t"].decode()) == "succeeded"
+
+
+async def test_a_hung_target_holds_back_only_its_own_runs(store: RedisStore) -> None:
+    fast, slow = Orchestrator(), Orchestrator(hung=True)
+    targets = {"fast": fast, "slow": slow}
+    dispatcher = Dispatcher(store, lambda: CONTRACTS, targets, RetrySettings(),
+                            rng=random.Random(1), gates=Gates(store.gates, {}))  # fmt: skip
+    tracker = RunTracker(store, lambda: CONTRACTS, targets, timedelta(seconds=1),
+                         timedelta(seconds=5), concurrency={"fast": 8, "slow": 4})  # fmt: skip
+    await dispatch_days(store, dispatcher, 40, CONTRACTS)
+    assert await store.redis.zcard(store.keys.tracking_of("fast")) == 40
+    assert await store.redis.zcard(store.keys.tracking_of("slow")) == 40
+
+    stop = asyncio.Event()
+    health = RedisHealth(store.redis, logging.getLogger("test"), "waits")
+    beats = DutyBeats(store.redis, store.keys, "me")
+    lanes = [Duty(lane.duty, lambda lane=lane: tracker.lane_round(lane), lane.wake)
+             for lane in tracker.lanes.values()]  # fmt: skip
+    running = asyncio.gather(*(run_duty(d, stop, health, beats) for d in lanes))
+    fast_key, slow_key = store.keys.tracking_of("fast"), store.keys.tracking_of("slow")
+
+    async def tracked(key: str) -> int:
+        return int(await store.redis.zcard(key))
+
+    # every fast run is followed to its end while the slow target answers nothing
+    deadline = time.monotonic() + 60
+    while await tracked(fast_key):
+        assert time.monotonic() < deadline, "waited 60s for the fast target's 40 runs"
+        await asyncio.sleep(0.05)
+    assert fast.most_at_once <= 8
+    assert slow.most_at_once == 4 and slow.asking == 4  # its bound, and no more
+    assert await tracked(slow_key) == 40
+    records = [await store.get_trigger(f"baton:fast_report:2026-01-{d:02d}:0") for d in (1, 31)]
+    assert all(r is not None and r.run_state == "succeeded" for r in records)
+
+    # the slow target answers again: its runs are followed to their end too
+    assert slow.hung is not None
+    slow.hung.set()
+    deadline = time.monotonic() + 60
+    while await tracked(slow_key):
+        assert time.monotonic() < deadline, "waited 60s for the slow target's 40 runs"
+        await asyncio.sleep(0.05)
+    stop.set()
+    await running
+    assert slow.most_at_once == 4
+
+
+async def test_a_dispatch_wakes_its_lane_for_the_first_look(store: RedisStore) -> None:
+    hook = Orchestrator()
+    contracts = {"fast_report": CONTRACTS["fast_report"]}
+    dispatcher = Dispatcher(store, lambda: contracts, {"fast": hook}, RetrySettings(),
+                            rng=random.Random(1), gates=Gates(store.gates, {}))  # fmt: skip
+    tracker = RunTracker(store, lambda: contracts, {"fast": hook}, timedelta(seconds=1),
+                         timedelta(seconds=5))  # fmt: skip
+    dispatcher.on_dispatched = tracker.wake
+    lane = tracker.lanes["fast"]
+    assert await tracker.lane_round(lane) == 1.0  # nothing tracked: it would rest 1 s
+    stop = asyncio.Event()
+    health = RedisHealth(store.redis, logging.getLogger("test"), "waits")
+    beats = DutyBeats(store.redis, store.keys, "me")
+    # a lane that would rest a minute between rounds, unless woken
+    duty = Duty(lane.duty, lambda: _then(tracker.lane_round(lane), 60.0), lane.wake)
+    running = asyncio.create_task(run_duty(duty, stop, health, beats))
+    await asyncio.sleep(0.1)  # it has done its first round and rests
+    started = time.monotonic()
+    await dispatch_days(store, dispatcher, 1, contracts)
+    key = store.keys.tracking_of("fast")
+    while await store.redis.zcard(key):
+        assert time.monotonic() - started < 30, "waited 30s for the woken lane's look"
+        await asyncio.sleep(0.01)
+    stop.set()  # looked at well within the minute's rest: the dispatch woke the lane
+    await running
+    record = await store.get_trigger("baton:fast_report:2026-01-01:0")
+    assert record is not None and record.run_state == "succeeded"
+
+
+async def _then(round_: object, pause: float) -> float:
+    await round_  # type: ignore[misc]
+    return pause
+
+
+async def test_the_duty_report_says_which_duty_is_behind_and_by_how_much(
+    store: RedisStore,
+) -> None:
+    keys = store.keys
+    report = await duties.report(store.redis, keys, ["hook"])
+    assert report["tracking:hook"] == {"state": "no worker", "behind_s": 0.0,
+                                       "last_round_s": None}  # fmt: skip
+    assert report["gates"]["behind_s"] is None  # no queue of due work to measure
+    now_ms = int(time.time() * 1000)
+    await store.redis.zadd(keys.tracking_of("hook"), {"t1": now_ms - 45_000, "t2": now_ms})
+    await store.redis.zadd(keys.retries, {"t3": now_ms + 60_000})
+    beats = DutyBeats(store.redis, keys, "me")
+    for name in ("tracking:hook", "retries"):
+        await beats.beat(name)
+    await store.redis.zadd(keys.duty_beats("gates"), {"gone": now_ms - 120_000})
+    report = await duties.report(store.redis, keys, ["hook"])
+    hook = report["tracking:hook"]
+    assert hook["state"] == "behind" and 44 <= hook["behind_s"] <= 60, hook
+    assert report["retries"]["state"] == "ok" and report["retries"]["behind_s"] == 0.0
+    assert report["gates"]["state"] == "stalled" and report["gates"]["last_round_s"] >= 120
+    assert report["deadlines"]["state"] == "no worker"
