@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_COMPILE_BYTECODE := 1
 SOURCES := broker adapters tests benchmarks examples
 
-.PHONY: run test lint format bench bench-orchestrators bench-deadlines bench-reload setup clean
+.PHONY: run test lint format bench bench-orchestrators bench-deadlines bench-reload bench-tracking setup clean
 
 setup: $(BIN)/baton
 	@$(if $(wildcard $(SOURCES)),$(BIN)/python -m compileall -q -j 0 $(wildcard $(SOURCES)) > /dev/null)
@@ -55,6 +55,11 @@ bench-orchestrators: setup
 # Deadline passed -> alert at the sink, against a bare sorted-set poller (about 2 minutes).
 bench-deadlines: setup
 	$(BIN)/python -m benchmarks.deadlines
+
+# A burst of 20,000 partitions with a produces chain behind it: dispatch rate, how soon
+# run tracking is done after it, the chain's hop p50/p99 (also part of make bench).
+bench-tracking: setup
+	$(BIN)/python -m benchmarks.tracking
 
 # Contracts reload time for 1,000 and 10,000 files.
 bench-reload: setup

@@ -5,6 +5,7 @@ raw XADD, one per round trip      -> baseline for HTTP single-event ingest (1, 2
 raw XADD, pipelined by 100        -> baseline for HTTP batches of 100 and BatonClient batches
 event -> dispatch latency         -> p50/p99 at 1,000 events/s offered
 matching time, 10 vs 100,000 contracts
+a burst of 20,000 partitions  -> dispatch and run-tracking rates, a produces chain's hop
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import ingest, latency, matching, raw
+from benchmarks import ingest, latency, matching, raw, tracking
 from benchmarks.report import Row, print_table
 from broker.embedded_redis import RedisProcess, free_port
 
@@ -42,6 +43,7 @@ async def _run_all(url: str, tmp: Path, quick: bool) -> list[Row]:
     rows += await ingest.client_batches(url, 100_000 // scale, baseline=piped)
     rows += await latency.event_to_dispatch(url, tmp, rate=1000, seconds=10 // scale)
     rows += matching.flat_in_contracts(sizes=(10, 100_000 // scale))
+    rows += await tracking.burst(url, tmp, 20_000 // scale)
     return rows
 
 
