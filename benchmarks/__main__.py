@@ -11,22 +11,16 @@ a burst of 20,000 partitions  -> dispatch and run-tracking rates, a produces cha
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
-from benchmarks import ingest, latency, matching, raw, tracking
+from benchmarks import ingest, latency, matching, procs, raw, tracking
 from benchmarks.report import Row, print_table
-from broker.embedded_redis import RedisProcess, free_port
 
 
 async def main() -> None:
     quick = "--quick" in sys.argv
-    with tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp:
-        server = RedisProcess(data_dir=Path(tmp) / "redis", port=free_port()).start()
-        try:
-            rows = await _run_all(server.url, Path(tmp), quick)
-        finally:
-            server.stop()
+    with procs.fresh_redis() as (url, tmp):
+        rows = await _run_all(url, tmp, quick)
     print_table(rows)
 
 

@@ -18,7 +18,6 @@ import json
 import math
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +29,7 @@ import redis.asyncio as redis
 from benchmarks import procs
 from benchmarks.report import Row, print_table
 from broker.client import AsyncBatonClient
-from broker.embedded_redis import RedisProcess, free_port
+from broker.embedded_redis import free_port
 
 CONTRACT = """
 name: late_{i}
@@ -123,13 +122,9 @@ def _cut(delays: list[float], q: float) -> float:
 
 
 async def main(n: int = 100) -> None:
-    with tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp:
-        server = RedisProcess(data_dir=Path(tmp) / "redis", port=free_port()).start()
-        try:
-            raw = await _raw(server.url, Path(tmp), n)
-            baton = await _baton(server.url, Path(tmp), n)
-        finally:
-            server.stop()
+    with procs.fresh_redis() as (url, tmp):
+        raw = await _raw(url, tmp, n)
+        baton = await _baton(url, tmp, n)
     rows = [
         Row(f"raw poller: alert delay p50, {n} deadlines at once", _cut(raw, 0.5), "ms"),
         Row(f"raw poller: alert delay p99, {n} deadlines at once", _cut(raw, 0.99), "ms"),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -26,7 +25,7 @@ import redis
 
 from benchmarks import procs
 from benchmarks.report import Row, print_table
-from broker.embedded_redis import RedisProcess, free_port
+from broker.embedded_redis import free_port
 from tests.orchestrators import servers
 
 CONTRACTS = {
@@ -63,18 +62,13 @@ BARS = {
 
 
 def main(runs: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="baton-orch-bench-") as folder:
-        tmp = Path(folder)
-        server = RedisProcess(data_dir=tmp / "redis", port=free_port()).start()
+    with procs.fresh_redis("baton-orch-bench-") as (url, tmp):
+        started = _start_servers(tmp)
         try:
-            started = _start_servers(tmp)
-            try:
-                rows = _measure_all(tmp, server.url, started, runs)
-            finally:
-                for orchestrator in started.values():
-                    orchestrator.stop()
+            rows = _measure_all(tmp, url, started, runs)
         finally:
-            server.stop()
+            for orchestrator in started.values():
+                orchestrator.stop()
     print_table(rows)
 
 

@@ -5,14 +5,32 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
+from broker.embedded_redis import RedisProcess, free_port
+
 BATON = str(Path(sys.executable).parent / "baton")
+
+
+@contextmanager
+def fresh_redis(prefix: str = "baton-bench-") -> Iterator[tuple[str, Path]]:
+    """A temp folder with a redis-server of its own in it: (its URL, the folder); both
+    are gone afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        tmp = Path(folder)
+        server = RedisProcess(data_dir=tmp / "redis", port=free_port()).start()
+        try:
+            yield server.url, tmp
+        finally:
+            server.stop()
 
 
 def write_config(

@@ -13,18 +13,17 @@ and fire, while the other 99% carry 10 partitions of state each that must be lef
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from redis.asyncio import Redis
 
+from benchmarks import procs
 from benchmarks.report import Row, print_table
 from broker.control.apply import ChangeApplier
 from broker.core.events import Event
 from broker.core.settings import Settings
-from broker.embedded_redis import RedisProcess, free_port
 from broker.matching.loaded import Contracts, load_checked
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
@@ -92,23 +91,17 @@ async def time_apply(n: int, tmp: Path, first: Contracts, url: str) -> tuple[flo
 
 def main() -> None:
     rows = []
-    with tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp:
-        server = RedisProcess(data_dir=Path(tmp) / "redis", port=free_port()).start()
-        try:
-            for n in (1_000, 10_000):
-                took, loaded = time_reload(n, Path(tmp))
-                first, change, fired = asyncio.run(time_apply(n, Path(tmp), loaded, server.url))
-                rows.append(
-                    Row(f"reload {n:,} contract files (load, check, index)", took * 1000, "ms")
-                )
-                rows.append(Row(f"  per file, {n:,} files", took / n * 1e6, "us"))
-                rows.append(
-                    Row(f"  first apply to live state, {n:,} new contracts", first * 1000, "ms")
-                )
-                what = f"  apply 1% relaxed: {fired:,} of {10 * n:,} waiting partitions fire"
-                rows.append(Row(what, change * 1000, "ms"))
-        finally:
-            server.stop()
+    with procs.fresh_redis() as (url, tmp):
+        for n in (1_000, 10_000):
+            took, loaded = time_reload(n, tmp)
+            first, change, fired = asyncio.run(time_apply(n, tmp, loaded, url))
+            rows.append(Row(f"reload {n:,} contract files (load, check, index)", took * 1000, "ms"))
+            rows.append(Row(f"  per file, {n:,} files", took / n * 1e6, "us"))
+            rows.append(
+                Row(f"  first apply to live state, {n:,} new contracts", first * 1000, "ms")
+            )
+            what = f"  apply 1% relaxed: {fired:,} of {10 * n:,} waiting partitions fire"
+            rows.append(Row(what, change * 1000, "ms"))
     print_table(rows)
 
 

@@ -149,17 +149,10 @@ def _at(value: str | datetime) -> datetime:
 
 
 async def _alone(partitions: int) -> None:
-    import tempfile  # noqa: PLC0415
-
     from benchmarks.report import print_table  # noqa: PLC0415
-    from broker.embedded_redis import RedisProcess  # noqa: PLC0415
 
-    with tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp:
-        server = RedisProcess(data_dir=Path(tmp) / "redis", port=free_port()).start()
-        try:
-            rows = await burst(server.url, Path(tmp), partitions)
-        finally:
-            server.stop()
+    with procs.fresh_redis() as (url, tmp):
+        rows = await burst(url, tmp, partitions)
     print_table(rows)
 
 
