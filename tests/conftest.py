@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,11 @@ import httpx
 import pytest
 import redis
 import yaml
+from redis.asyncio import Redis as AsyncRedis
 
 from broker.embedded_redis import RedisProcess, free_port
+from broker.state.keys import Keys
+from broker.state.redis_store import RedisStore
 
 ROOT = Path(__file__).resolve().parent.parent
 BATON = str(Path(sys.executable).parent / "baton")
@@ -86,6 +89,16 @@ def redis_url(redis_server: RedisProcess) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[RedisStore]:
+    """A RedisStore in the default namespace, its consumer groups made, on a fresh Redis."""
+    client = AsyncRedis.from_url(redis_url)
+    made = RedisStore(client, Keys(), max_backlog=1000, dedup_ttl_s=60)
+    await made.ensure_groups()
+    yield made
+    await client.aclose()
 
 
 # How long a spawned process may take to answer: Python, Baton's imports and a first

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import yaml
-from redis.asyncio import Redis
 
 from broker.contracts.model import Contract
 from broker.core.errors import TargetRejected, TargetUnavailable
@@ -19,7 +16,6 @@ from broker.dispatch.dispatcher import Dispatcher
 from broker.dispatch.gate import Gates
 from broker.dispatch.target import Receipt, TriggerRequest
 from broker.matching.matcher import Matcher
-from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
 
 CONTRACT = Contract.model_validate(
@@ -51,15 +47,6 @@ class Scripted:
 
     async def aclose(self) -> None:
         return None
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[RedisStore]:
-    client = Redis.from_url(redis_url)
-    store = RedisStore(client, Keys(), max_backlog=1000, dedup_ttl_s=60)
-    await store.ensure_groups()
-    yield store
-    await client.aclose()
 
 
 async def claimed(store: RedisStore) -> tuple[str, str]:

@@ -8,12 +8,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import yaml
-from redis.asyncio import Redis
 
 from broker.contracts.model import Contract
 from broker.core.events import Event
@@ -27,7 +24,6 @@ from broker.matching.matcher import Matcher
 from broker.state import duties
 from broker.state.duties import DutyBeats
 from broker.state.health import RedisHealth
-from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
 
 
@@ -66,15 +62,6 @@ class Orchestrator:
 
     async def aclose(self) -> None:
         return None
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[RedisStore]:
-    client = Redis.from_url(redis_url)
-    store = RedisStore(client, Keys(), max_backlog=100_000, dedup_ttl_s=60)
-    await store.ensure_groups()
-    yield store
-    await client.aclose()
 
 
 async def dispatch_days(
