@@ -8,7 +8,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Bytecode is written at install, not at first import: where PYTHONDONTWRITEBYTECODE is
 # set (as on some CI hosts), every process would compile its imports again (5.5 s for
-# `import broker.serve` against 1.7 s), and the test suite takes 2-3 times as long.
+# `import broker.serve` against 2.3 s), and the test suite takes 2-3 times as long.
 export UV_COMPILE_BYTECODE := 1
 SOURCES := broker adapters tests benchmarks examples
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from broker.contracts.model import Contract
 from broker.core.errors import BacklogFull, TargetRejected, TargetUnavailable
 from broker.core.events import Event
+from broker.core.settings import WebhookTarget
 from broker.dispatch.target import RunStatus, Target
 from broker.ingest.intake import ingest
 from broker.state.duties import tracking_duty
@@ -40,7 +41,8 @@ log = logging.getLogger("baton.followup")
 # The longest a lane sleeps with nothing due: runs another worker dispatched are
 # looked at within this.
 IDLE_S = 1.0
-DEFAULT_CONCURRENCY = 32
+# A target's `track_concurrency` when it sets none (and the old set's lane).
+DEFAULT_CONCURRENCY: int = WebhookTarget.model_fields["track_concurrency"].default
 
 
 def produced_event_id(trigger_id: str, dataset: str) -> str:

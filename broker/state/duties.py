@@ -34,8 +34,9 @@ DUTIES = ("retries", "gates", "alerts", "deadlines", "backfills", "reclaim")
 
 def tracking_duty(target: str) -> str:
     """A target's tracking lane; "" is the lane of runs dispatched before tracking was
-    kept per target (`Keys.tracking`)."""
-    return f"tracking:{target or 'legacy'}"
+    kept per target (`Keys.tracking`), named plain `tracking` so that no target's name
+    can be taken for it."""
+    return f"tracking:{target}" if target else "tracking"
 
 
 class DutyBeats:
