@@ -56,11 +56,12 @@ def publish_through_an_outage(
 
 
 def ask(method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """The tests' own look into an orchestrator. Its servers run on SQLite and answer a
-    5xx now and then under load ("database is locked"); that is not what a test checks,
-    so a look is taken again, a few times, before it counts as an answer."""
+    """The tests' own look into an orchestrator. Its servers run on SQLite and, under
+    load, answer slowly (30 s allowed) or with a 5xx now and then ("database is
+    locked"); that is not what a test checks, so a look is taken again, a few times,
+    before it counts as an answer."""
     for _ in range(10):
-        response = httpx.request(method, url, timeout=10, **kwargs)
+        response = httpx.request(method, url, timeout=30, **kwargs)
         if response.status_code < 500:
             break
         time.sleep(0.5)
