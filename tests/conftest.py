@@ -197,7 +197,8 @@ def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
     handlers, level = root.handlers[:], root.level
     root.handlers = []  # so the command's logging.basicConfig writes to its own stderr
     try:
-        result = CliRunner().invoke(main, args, env=unset | env, catch_exceptions=False)
+        result = CliRunner().invoke(main, args, env=unset | env, catch_exceptions=False,
+                                    prog_name="baton")  # fmt: skip
     finally:
         for handler in root.handlers:
             handler.close()
