@@ -64,6 +64,8 @@ class Runtime:
             Keys(settings.namespace),
             max_backlog=settings.max_backlog,
             dedup_ttl_s=int(settings.dedup_ttl.total_seconds()),
+            history_s=int(settings.history_retention.total_seconds()),
+            markers_s=int(settings.markers_retention.total_seconds()),
         )
         await store.ensure_groups()
         return cls(settings, url, redis, store, embedded)

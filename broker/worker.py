@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -268,7 +269,9 @@ class Worker:
         return len(entries)
 
     async def _trim(self) -> None:
-        """Keep `events_retention` of matched events for `baton replay`; once a minute."""
+        """Keep `events_retention` of matched events for `baton replay`, and sweep a
+        slice of the fired-markers and deadline alerts past `markers_retention`; once a
+        minute."""
         now = asyncio.get_running_loop().time()
         if now < self._next_trim:
             return
@@ -277,6 +280,11 @@ class Worker:
         dropped = await self.store.trim_events(int(keep.timestamp() * 1000))
         if dropped:
             log.info("trimmed %d events older than %s from the stream", dropped, keep.isoformat())
+        removed: Any = await self.runtime.redis.hkeys(self.store.keys.contracts_removed)
+        names = {*self.contracts.by_name(), *(text(r) for r in removed)}
+        swept = await self.store.sweeper.round(names, int(time.time() * 1000))
+        if swept:
+            log.info("swept %d fired-markers and deadline alerts past their retention", swept)
 
     def duties(self, match: bool = True, dispatch: bool = True) -> list[Duty]:
         """The background duties this worker runs, each in a loop of its own."""

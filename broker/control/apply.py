@@ -132,9 +132,13 @@ class ChangeApplier:
                     name, len(held), waiting, record["kept_until"])  # fmt: skip
 
     async def _resume(self, name: str, held: list[Held]) -> None:
+        history = self.store.history_ms
         async with redis_pipeline(self.store) as pipe:
-            for h in held:
-                pipe.persist(h.key)
+            for h in held:  # live again: kept for the history window, as any partition
+                if history:
+                    pipe.pexpire(h.key, history)
+                else:
+                    pipe.persist(h.key)
             pipe.hdel(self.state.removed_key, name)
             await pipe.execute()
         log.info("contract %s is back: resumes %d kept partitions", name, len(held))

@@ -18,6 +18,7 @@ from typing import Any
 from broker.contracts.model import Contract
 from broker.core.partitions import PartitionError
 from broker.matching.condition import build_tree, holds, leaves, split_slot
+from broker.matching.matcher import trigger_id_base
 from broker.state.ports import PartitionState, TriggerRecord
 from broker.state.redis_store import RedisStore
 from broker.time.deadlines import deadline_at
@@ -50,6 +51,9 @@ class Explanation:
     # When the partition must have fired, and the alert sent when it had not.
     deadline: str | None = None
     deadline_alert: dict[str, Any] | None = None
+    # What is past the history window (`history_retention`), when something is: the
+    # partition's state, its trigger's record, or the state before a restatement.
+    expired: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,7 +67,10 @@ def explain(
     alert: dict[str, Any] | None = None,
     now: datetime | None = None,
     refused: Mapping[str, Mapping[str, Any]] | None = None,
+    marker: tuple[int, int] | None = None,
 ) -> Explanation:
+    """`marker`: the partition's fired-marker (generation, epoch ms), read when its
+    state is gone or was put back from it."""
     tree = build_tree(contract, partition)
     unpartitioned = contract.partitioned == "none"
     present = {s for s in state.successes if not (unpartitioned and s in state.consumed)}
@@ -86,6 +93,7 @@ def explain(
                  for i in inputs if i.state != "satisfied"],
         deadline=_deadline(contract, partition),
         deadline_alert=alert,
+        expired=_expired(contract.name, partition, state, trigger, marker),
     )  # fmt: skip
 
 
@@ -97,7 +105,34 @@ async def explain_from_store(
     trigger = await store.get_trigger(state.trigger_id) if state.trigger_id else None
     alert = await store.deadlines.alert_of(contract.name, partition)
     refused = await store.refusals.of(contract.name, partition)
-    return explain(contract, partition, state, trigger, alert, refused=refused).as_dict()
+    marker = None
+    if state.empty or state.restored_from:
+        marker = await store.fired_marker(contract.name, partition)
+    return explain(contract, partition, state, trigger, alert, refused=refused,
+                   marker=marker).as_dict()  # fmt: skip
+
+
+def _expired(
+    contract: str, partition: str, state: PartitionState, trigger: TriggerRecord | None,
+    marker: tuple[int, int] | None,
+) -> dict[str, Any] | None:  # fmt: skip
+    """What is past the history window: {what, and what the fired-marker still knows}."""
+    if state.empty and marker is not None:
+        gen, ms = marker
+        return {"what": "state", "fired_generation": gen, "fired_at": _iso(ms),
+                "trigger_id": f"{trigger_id_base(contract, partition)}{gen}"}  # fmt: skip
+    if state.restored_from:
+        last, _, at = state.restored_from.partition(":")
+        gone = {"trigger_id": state.trigger_id} if state.trigger_id and trigger is None else {}
+        return {"what": "earlier state", "fired_generation": int(last),
+                "fired_at": _iso(int(at or 0)), **gone}  # fmt: skip
+    if state.trigger_id and trigger is None:
+        return {"what": "trigger", "trigger_id": state.trigger_id}
+    return None
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
 def _deadline(contract: Contract, partition: str) -> str | None:
@@ -164,7 +199,17 @@ def render_text(exp: Explanation) -> str:
     for item in exp.inputs:
         where = f"[{item.partition}]" if item.partition else ""
         lines.append(f"  {item.state:<9} {item.dataset}{where} {_input_detail(item)}".rstrip())
-    lines.append(_trigger_line(exp.trigger))
+    if exp.expired and exp.expired["what"] == "earlier state":
+        lines.append(
+            f"  expired: what came before generation {exp.generation} (generation "
+            f"{exp.expired['fired_generation']} fired at {exp.expired['fired_at']})"
+        )
+    if exp.trigger is None and exp.expired and exp.expired["what"] == "state":
+        lines.append(
+            f"  expired: this partition's state is past the history window; it fired "
+            f"generation {exp.expired['fired_generation']} at {exp.expired['fired_at']}"
+        )
+    lines.append(_trigger_line(exp.trigger, exp.expired))
     if exp.deadline:
         lines.append(_deadline_line(exp))
     return "\n".join(lines)
@@ -183,7 +228,8 @@ def _input_detail(item: InputStatus) -> str:
 def _deadline_line(exp: Explanation) -> str:
     alert = exp.deadline_alert
     if alert is None:
-        state = "met" if exp.trigger else "not passed yet, or not looked at yet"
+        met = exp.trigger or (exp.expired and "trigger_id" in exp.expired)
+        state = "met" if met else "not passed yet, or not looked at yet"
     else:
         state = f"missed, alerted at {alert['alerted_at']}"
         if alert.get("recovered_at"):
@@ -191,7 +237,9 @@ def _deadline_line(exp: Explanation) -> str:
     return f"  deadline: {exp.deadline} ({state})"
 
 
-def _trigger_line(trigger: dict[str, Any] | None) -> str:
+def _trigger_line(trigger: dict[str, Any] | None, expired: dict[str, Any] | None) -> str:
+    if trigger is None and expired and "trigger_id" in expired:
+        return f"  trigger: {expired['trigger_id']} expired (its record is past the history window)"
     if trigger is None:
         return "  trigger: none yet"
     text = f"  trigger: {trigger['id']} {trigger['state']} (attempts {trigger['attempts']})"

@@ -58,6 +58,12 @@ class Wiring(Protocol):
     store: RedisStore
 
 
+# Each process says it is alive this often in `contracts:loaded`; one silent for a day
+# was killed (a stopped one leaves the list itself) and is forgotten.
+ALIVE_EVERY_S = 300
+GONE_AFTER_S = 86_400
+
+
 class ContractsHolder:
     """The contract set a process runs, and how it got there."""
 
@@ -85,8 +91,20 @@ class ContractsHolder:
         return self.runtime.store.keys.contracts_loaded
 
     async def publish(self) -> None:
-        record = {"version": self.current.version, "loaded_at": self.loaded_at.isoformat()}
+        """Say which set this process runs, and that it is alive (`seen_at`)."""
+        record = {"version": self.current.version, "loaded_at": self.loaded_at.isoformat(),
+                  "seen_at": datetime.now(UTC).isoformat()}  # fmt: skip
         await self.runtime.redis.hset(self._key, self.name, json.dumps(record))
+
+    async def sweep_gone(self) -> list[str]:
+        """Forget the processes not seen for `GONE_AFTER_S` (killed, not stopped: a
+        stopped one forgets itself); each live one says it is alive every few minutes."""
+        cutoff = datetime.now(UTC).timestamp() - GONE_AFTER_S
+        gone = [name for name, record in (await self.loaded_everywhere()).items()
+                if _seen(record) < cutoff]  # fmt: skip
+        if gone:
+            await self.runtime.redis.hdel(self._key, *gone)
+        return gone
 
     async def forget(self) -> None:
         """Leave the list of processes, at shutdown; a Redis already gone (Ctrl-C stops
@@ -205,8 +223,13 @@ class ContractsHolder:
         self._watch_error = error
 
     async def _lag_loop(self, stop: asyncio.Event) -> None:
+        said = asyncio.get_running_loop().time()
         while not stop.is_set():
             try:
+                if asyncio.get_running_loop().time() - said > ALIVE_EVERY_S:
+                    said = asyncio.get_running_loop().time()
+                    await self.publish()
+                    await self.sweep_gone()
                 newer = await self.check_lag()
                 if newer is not None:
                     log.warning("this process runs contracts %s; %s was loaded elsewhere",
@@ -217,6 +240,15 @@ class ContractsHolder:
                 await asyncio.wait_for(stop.wait(), timeout=10)
             except TimeoutError:
                 continue
+
+
+def _seen(record: dict[str, str]) -> float:
+    """When a process last said it was alive (a record from before `seen_at`: loaded)."""
+    when = record.get("seen_at") or record.get("loaded_at") or ""
+    try:
+        return datetime.fromisoformat(when).timestamp()
+    except ValueError:
+        return 0.0
 
 
 # A folder is the one watched while its device and inode stay; another in its place is not.

@@ -285,6 +285,14 @@ class Settings(BaseSettings):
     events_retention: Duration = timedelta(days=7)
     # How long a removed contract's partition state is kept (adding it back resumes it).
     contracts_retention: Duration = timedelta(days=30)
+    # How long settled state stays readable (explain, the console, `baton triggers`): a
+    # partition's match state after its last write, a trigger's record after its run
+    # ended or it was dead-lettered, dead letters themselves. Then it reads "expired".
+    history_retention: Duration = timedelta(days=30)
+    # How long a partition's fired-marker (its last generation fired, ~70 B) outlives
+    # its firing: within it, an event for an expired partition is a restatement and a
+    # trigger id is never reissued. Past it too, the partition is as new.
+    markers_retention: Duration = timedelta(days=400)
 
     @model_validator(mode="after")
     def _tokens_name_one(self) -> Settings:

@@ -22,6 +22,8 @@ async def list_dead(store: RedisStore, limit: int = 100) -> list[dict[str, Any]]
         if record is not None:
             item |= {"contract": record.contract, "partition": record.partition,
                      "attempts": record.attempts, "state": record.state}  # fmt: skip
+        else:  # past the history window, with the dead letter soon after it
+            item["state"] = "expired"
         out.append(item)
     return out
 

@@ -64,19 +64,20 @@ class Step:
 
 
 class BackfillStore:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, history_ms: int = 0) -> None:
         self.redis = redis
         self.keys = keys
+        self.history_ms = history_ms  # 0: kept for ever (a test's store)
         self._step = script(redis, "backfill", "claim")
 
     def _key(self, backfill_id: str) -> str:
-        return f"{self.keys.namespace}:backfill:{backfill_id}"
+        return self.keys.backfill(backfill_id)
 
     def _flight(self, backfill_id: str) -> str:
-        return f"{self.keys.namespace}:backfill:{backfill_id}:flight"
+        return self.keys.backfill_flight(backfill_id)
 
     def _trace(self, backfill_id: str) -> str:
-        return f"{self.keys.namespace}:backfill:{backfill_id}:trace"
+        return self.keys.backfill_trace(backfill_id)
 
     async def create(
         self, contract: str, start: str, end: str, order: str, max_in_flight: int,
@@ -92,6 +93,11 @@ class BackfillStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._key(backfill_id), mapping=fields)
             pipe.zadd(self._index, {backfill_id: now.timestamp()})
+            if self.history_ms:  # the index lists what is kept
+                pipe.zremrangebyscore(self._index, "-inf",
+                                      now.timestamp() - self.history_ms / 1000)  # fmt: skip
+                if not plan:  # nothing to do: done, and settled, at once
+                    pipe.pexpire(self._key(backfill_id), self.history_ms)
             if plan:
                 pipe.sadd(self._running, backfill_id)
             await pipe.execute()
@@ -101,11 +107,11 @@ class BackfillStore:
 
     @property
     def _index(self) -> str:
-        return f"{self.keys.namespace}:backfills"
+        return self.keys.backfills
 
     @property
     def _running(self) -> str:
-        return f"{self.keys.namespace}:backfills:running"
+        return self.keys.backfills_running
 
     async def get(self, backfill_id: str) -> Backfill | None:
         raw: Any = await self.redis.hgetall(self._key(backfill_id))
@@ -135,7 +141,7 @@ class BackfillStore:
 
     async def lease(self, backfill_id: str, owner: str, ms: int) -> bool:
         """Hold (or renew) the right to move this backfill on for `ms`."""
-        key = f"{self._key(backfill_id)}:lease"
+        key = self.keys.backfill_lease(backfill_id)
         if await self.redis.set(key, owner, nx=True, px=ms):
             return True
         held: Any = await self.redis.get(key)
@@ -171,10 +177,15 @@ class BackfillStore:
         return out
 
     async def finish(self, backfill_id: str, state: str, now: datetime) -> None:
+        """Done or cancelled: settled, so its keys are kept for the history window."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._key(backfill_id),
                       mapping={"state": state, "finished_at": now.isoformat()})  # fmt: skip
             pipe.srem(self._running, backfill_id)
+            if self.history_ms:
+                for key in (self._key(backfill_id), self._flight(backfill_id),
+                            self._trace(backfill_id)):  # fmt: skip
+                    pipe.pexpire(key, self.history_ms)
             await pipe.execute()
 
     async def step(self, step: Step) -> tuple[str, str]:
@@ -185,12 +196,12 @@ class BackfillStore:
         partition = b.plan[step.pos]
         keys = [self._key(b.id), self.keys.partition(b.contract, partition), self.keys.triggers,
                 self.keys.recent, self._flight(b.id), self.keys.stats,
-                self.keys.paused]  # fmt: skip
+                self.keys.paused, self.keys.fired(b.contract)]  # fmt: skip
         args: list[str | int] = [
             step.pos, partition, step.mode, json.dumps(step.slots),
             trigger_id_base(b.contract, partition), self.keys.trigger_prefix(), b.contract,
             step.version, step.now.isoformat(), int(step.now.timestamp() * 1000), step.reason,
-            b.id,
+            b.id, self.history_ms or "",
         ]  # fmt: skip
         verdict, detail = await self._step(keys=keys, args=args)
         return text(verdict), text(detail)

@@ -53,9 +53,10 @@ class Due:
 
 
 class DeadlineStore:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, history_ms: int = 0) -> None:
         self.redis = redis
         self.keys = keys
+        self.history_ms = history_ms  # 0: kept for ever (a test's store)
         self._decide = script(redis, "deadline", "claim")
         self._recovered = script(redis, "recovered")
 
@@ -89,11 +90,12 @@ class DeadlineStore:
         c, p = due.contract, due.partition
         k = self.keys
         keys = [k.deadlines, k.partition(c, p), k.deadline_alerts, k.alerts, k.triggers,
-                k.recent, k.stats, k.paused]  # fmt: skip
+                k.recent, k.stats, k.paused, k.fired(c)]  # fmt: skip
         args: list[str | int] = [
             member(c, p), c, p, due.deadline.isoformat(), due.now.isoformat(), ALERTS_KEPT,
             due.on_deadline, json.dumps(due.slots), trigger_id_base(c, p),
             self.keys.trigger_prefix(), due.version, int(due.now.timestamp() * 1000),
+            self.history_ms or "",
         ]  # fmt: skip
         verdict, tid = await self._decide(keys=keys, args=args)
         return text(verdict), text(tid)

@@ -43,6 +43,10 @@ class PartitionState:
     successes: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[str, dict[str, Any]] = field(default_factory=dict)
     consumed: frozenset[str] = frozenset()
+    # Put back from its fired-marker (`<gen>:<epoch ms>`) after the state before expired.
+    restored_from: str | None = None
+    # No state at all: never written, or expired (then its fired-marker may say more).
+    empty: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from broker.state.gate_store import GateStore
 from broker.state.keys import Keys
 from broker.state.ports import DeadLetter, PartitionState, RecordOutcome, TriggerRecord
 from broker.state.refusal_store import RefusalStore
+from broker.state.retention import Sweeper
 from broker.state.streams import RedisStreams
 from broker.state.util import script, text, text_fields
 
@@ -40,12 +41,21 @@ def _iso() -> str:
 class RedisStore(RedisStreams):
     """Event log, match state and trigger store over one Redis connection pool."""
 
-    def __init__(self, redis: Redis, keys: Keys, max_backlog: int, dedup_ttl_s: int) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, max_backlog: int, dedup_ttl_s: int,
+        history_s: int = 0, markers_s: int = 0,
+    ) -> None:  # fmt: skip
+        """`history_s`: how long settled state is kept (`history_retention`), and
+        `markers_s` the fired-markers (`markers_retention`); 0 keeps it for ever (a
+        test's store, or a tool that only reads)."""
         super().__init__(redis, keys, max_backlog, dedup_ttl_s)
-        self.deadlines = DeadlineStore(redis, keys)
-        self.backfills = BackfillStore(redis, keys)
+        self.history_ms = history_s * 1000
+        self.markers_ms = markers_s * 1000
+        self.deadlines = DeadlineStore(redis, keys, self.history_ms)
+        self.backfills = BackfillStore(redis, keys, self.history_ms)
         self.gates = GateStore(redis, keys)
         self.refusals = RefusalStore(redis, keys)
+        self.sweeper = Sweeper(redis, keys, self.markers_ms)
         self._record = script(redis, "record", "claim")
         self._due = script(redis, "due")
         self._begin = script(redis, "begin")
@@ -79,10 +89,12 @@ class RedisStore(RedisStreams):
             # a second round trip on every call.
             async with self.redis.pipeline(transaction=False) as pipe:
                 for op in ops:
-                    keys = [self.keys.partition(op.contract, op.partition), *record_keys]
+                    keys = [self.keys.partition(op.contract, op.partition), *record_keys,
+                            self.keys.fired(op.contract)]  # fmt: skip
                     args = [*_record_args(op, version, now, self.keys), deliver_to,
                             op.landed_ms, op.within_ms, "1" if record_only else "",
-                            "1" if reevaluate else "", "1" if skip else ""]  # fmt: skip
+                            "1" if reevaluate else "", "1" if skip else "",
+                            self.history_ms or ""]  # fmt: skip
                     pipe.evalsha(self._record.sha, len(keys), *keys, *args)
                 if ack:
                     pipe.evalsha(self._ack.sha, 2, *ack_keys, self.keys.matchers_group, *ack)
@@ -100,6 +112,15 @@ class RedisStore(RedisStreams):
     async def read_partition(self, contract: str, partition: str) -> PartitionState:
         raw = await self.redis.hgetall(self.keys.partition(contract, partition))
         return _partition_state({text(k): text(v) for k, v in raw.items()})
+
+    async def fired_marker(self, contract: str, partition: str) -> tuple[int, int] | None:
+        """The last generation of a partition fired, and when (epoch ms), as its
+        fired-marker keeps it; None if it never fired (or the marker is past its window)."""
+        raw = await self.redis.hget(self.keys.fired(contract), partition)
+        if raw is None:
+            return None
+        gen, _, ms = text(raw).partition(":")
+        return int(gen), int(ms or 0)
 
     async def partitions_of(self, contract: str, limit: int = 100) -> list[dict[str, Any]]:
         """Known partitions of a contract, newest key first, with their firing state."""
@@ -215,7 +236,7 @@ class RedisStore(RedisStreams):
             args=[
                 keys.dispatchers_group, entry_id, trigger_id, _now().isoformat(),
                 "" if due_ms is None else due_ms, "" if dead is None else dead or "no message",
-                "" if track_ms is None else track_ms,
+                "" if track_ms is None else track_ms, self.history_ms or "", _now_ms(),
                 *(item for pair in fields.items() for item in pair),
             ],
         )  # fmt: skip
@@ -239,7 +260,9 @@ class RedisStore(RedisStreams):
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.keys.trigger(trigger_id), mapping=fields)  # type: ignore[arg-type]
             pipe.hincrby(self.keys.trigger(trigger_id), "run_checks", 1)
-            if next_ms is None:
+            if next_ms is None:  # settled: kept for the history window from now
+                if self.history_ms:
+                    pipe.pexpire(self.keys.trigger(trigger_id), self.history_ms)
                 pipe.zrem(tracking, trigger_id)
                 if target:
                     pipe.zrem(self.keys.target_running(target), trigger_id)
@@ -250,7 +273,7 @@ class RedisStore(RedisStreams):
     # -- signed requests -----------------------------------------------------------
     async def first_use(self, signature: str, ttl_s: int) -> bool:
         """Mark a request signature used; False if it was already (a replay)."""
-        key = f"{self.keys.namespace}:sig:{signature}"
+        key = self.keys.signature(signature)
         return bool(await self.redis.set(key, 1, nx=True, ex=ttl_s))
 
     # -- dead letters ------------------------------------------------------------------
@@ -314,4 +337,6 @@ def _partition_state(raw: dict[str, str]) -> PartitionState:
         successes=successes,
         failures=failures,
         consumed=consumed,
+        restored_from=raw.get("expired"),
+        empty=not raw,
     )

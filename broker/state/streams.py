@@ -78,7 +78,11 @@ class RedisStreams:
             await self.redis.xack(stream, group, *entry_ids)
 
     async def ack_trigger_entry(self, entry_id: str) -> None:
-        await self.redis.xack(self.keys.triggers, self.keys.dispatchers_group, entry_id)
+        """Ack a trigger entry with nothing to record, and delete it (see `Keys.triggers`)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.keys.triggers, self.keys.dispatchers_group, entry_id)
+            pipe.xdel(self.keys.triggers, entry_id)
+            await pipe.execute()
 
     async def reclaim(
         self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int

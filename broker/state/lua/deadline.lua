@@ -7,15 +7,17 @@
 --
 -- KEYS[1] deadlines zset, KEYS[2] partition hash, KEYS[3] alerted hash, KEYS[4] alerts
 -- stream, KEYS[5] triggers stream, KEYS[6] recent-triggers zset, KEYS[7] counters hash,
--- KEYS[8] paused contracts hash (a paused contract's deadline alerts, and fires nothing)
+-- KEYS[8] paused contracts hash (a paused contract's deadline alerts, and fires nothing),
+-- KEYS[9] the contract's fired-markers hash (fired, and expired since: met)
 -- ARGV: 1 member, 2 contract, 3 partition, 4 deadline iso, 5 now iso, 6 alerts kept,
 --       7 on_deadline (alert|trigger), 8 slots json, 9 trigger id base,
---       10 trigger key prefix, 11 contract version, 12 now ms
+--       10 trigger key prefix, 11 contract version, 12 now ms, 13 history window ms
 -- Returns {'taken'|'met'|'already'|'alert'|'forced', trigger id or ''}
 local h = KEYS[2]
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
   return {'taken', ''}
 end
+restore(h, KEYS[9], ARGV[3], 'p', ARGV[9], ARGV[13])
 if tonumber(redis.call('HGET', h, 'fired') or '-1') >= 0 then
   return {'met', ''}  -- fired before its deadline (a restatement waiting since is no miss)
 end
@@ -31,7 +33,8 @@ if ARGV[7] == 'trigger' and not paused(KEYS[8], ARGV[2]) then
   tid = ARGV[9] .. gen
   claim({h = h, tid = tid, gen = gen, contract = ARGV[2], partition = ARGV[3], now = ARGV[5],
     now_ms = ARGV[12], version = ARGV[11], inputs = inputs, prefix = ARGV[10],
-    triggers = KEYS[5], recent = KEYS[6], stats = KEYS[7], cause = 'deadline'},
+    triggers = KEYS[5], recent = KEYS[6], stats = KEYS[7], markers = KEYS[9],
+    history_ms = ARGV[13], cause = 'deadline'},
     {'missing', cjson.encode(missing)})
   kind = 'deadline_forced'
 end

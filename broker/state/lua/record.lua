@@ -18,9 +18,14 @@
 --      in this same call (usually the one just claimed), so the claiming worker can
 --      dispatch at once; the entry sits in its pending list like any XREADGROUP read
 -- Unpartitioned contracts (mode 'u') count only inputs not consumed by the last trigger.
+-- A partition whose hash expired after it fired is first put back from its fired-marker
+-- (claim.lib `restore`): then any event for it is a restatement (4b/4c), even the first
+-- for its slot, and the generation goes on from the marker's.
+-- Every write keeps the partition hash for the history window from now.
 --
 -- KEYS[1] partition hash, KEYS[2] triggers stream, KEYS[3] recent-triggers zset,
--- KEYS[4] counters hash, KEYS[5] paused contracts hash
+-- KEYS[4] counters hash, KEYS[5] paused contracts hash, KEYS[6] the contract's
+-- fired-markers hash
 -- ARGV: 1 mode (p|u), 2 slot, 3 event json, 4 event_id, 5 order key, 6 status,
 --       7 policy, 8 condition tree json, 9 trigger id base, 10 now iso,
 --       11 trigger key prefix, 12 contract, 13 partition, 14 contract version, 15 now ms,
@@ -32,13 +37,17 @@
 --          again under the new condition; a partition that fired is never restated
 --       22 '1' (with 21) to skip: a partition that holds is marked done without firing
 --          (a contract resumed with `fire: false`)
+--       23 the history window (ms; '' = none): how long the partition hash is kept
 -- With a `within` window, an input counts only if it landed no more than the window
 -- before the event being recorded (each slot keeps its landing time under r:<slot>).
 -- Returns {outcome, trigger_id, generation, delivered entry id, delivered trigger id, inputs}
 local h, slot, mode = KEYS[1], ARGV[2], ARGV[1]
+local history = ARGV[23] or ''
+local restored = restore(h, KEYS[6], ARGV[13], mode, ARGV[9], history)
 
 if ARGV[6] == 'failed' then
   redis.call('HSET', h, 'f:' .. slot, ARGV[3])
+  keep(h, history)
   return {'failed', '', -1}
 end
 local reeval = ARGV[21] == '1'
@@ -59,6 +68,7 @@ local function record()
   redis.call('HSET', h, 's:' .. slot, ARGV[3], 'o:' .. slot, ARGV[5], 'e:' .. slot, ARGV[4],
     'r:' .. slot, ARGV[18] or '0')
   if mode == 'u' then redis.call('HDEL', h, 'c:' .. slot) end
+  keep(h, history)
 end
 
 local gen = tonumber(redis.call('HGET', h, 'gen') or '0')
@@ -68,6 +78,7 @@ if redis.call('HGET', h, 'fired_by') == ARGV[4] then
   if not held then
     redis.call('HSET', h, 's:' .. slot, ARGV[3], 'o:' .. slot, ARGV[5], 'e:' .. slot, ARGV[4],
       'r:' .. slot, ARGV[18] or '0')
+    keep(h, history)
   end
   return {'recorded', '', gen}
 end
@@ -77,7 +88,7 @@ if ARGV[20] == '1' then
 end
 if mode == 'p' and fired >= gen then
   record()
-  if reeval or not cur_id then return {'recorded', '', gen} end
+  if reeval or (not cur_id and not restored) then return {'recorded', '', gen} end
   if ARGV[7] == 'ignore' then return {'ignored', '', gen} end
   gen = gen + 1
   redis.call('HSET', h, 'gen', gen)
@@ -138,14 +149,17 @@ if mode == 'u' then
 end
 if skip then
   -- Resumed without firing: what completed while paused counts as done, unfired.
-  if mode == 'p' then redis.call('HSET', h, 'fired', gen, 'skipped', ARGV[10]) end
+  if mode == 'p' then
+    redis.call('HSET', h, 'fired', gen, 'skipped', ARGV[10])
+    redis.call('HSET', KEYS[6], ARGV[13], gen .. ':' .. ARGV[15])
+  end
   return {'skipped', '', gen}
 end
 local tid = ARGV[9] .. gen
 claim({h = h, tid = tid, gen = gen, by = ARGV[4], contract = ARGV[12], partition = ARGV[13], now = ARGV[10],
   now_ms = ARGV[15], version = ARGV[14], inputs = inputs, prefix = ARGV[11],
-  triggers = KEYS[2], recent = KEYS[3], stats = KEYS[4],
-  cause = reeval and 'reevaluation' or 'event'}, {})
+  triggers = KEYS[2], recent = KEYS[3], stats = KEYS[4], markers = KEYS[6],
+  history_ms = history, cause = reeval and 'reevaluation' or 'event'}, {})
 if ARGV[17] == '' then return {'fired', tid, gen} end
 local read = redis.call('XREADGROUP', 'GROUP', ARGV[16], ARGV[17], 'COUNT', 1,
   'STREAMS', KEYS[2], '>')

@@ -20,16 +20,38 @@ local function paused(key, contract)
   return redis.call('HEXISTS', key, contract) == 1
 end
 
+-- Keep key `k` for `ms` more (its history window; '' or 0: no window, as a test may ask).
+local function keep(k, ms)
+  if ms and ms ~= '' and tonumber(ms) > 0 then redis.call('PEXPIRE', k, ms) end
+end
+
+-- A partition hash `h` that is gone (past its history window) of a partition that fired
+-- (its fired-marker in `markers`): put back what the marker knows, the last generation
+-- fired, so that what comes now is a restatement of it and never fires an id again.
+-- Unpartitioned ('u'), the next generation is the one after. Returns whether it did.
+local function restore(h, markers, partition, mode, base, history_ms)
+  if redis.call('EXISTS', h) == 1 then return false end
+  local marker = redis.call('HGET', markers, partition)
+  if not marker then return false end
+  local last = tonumber(string.match(marker, '^%d+'))
+  redis.call('HSET', h, 'gen', mode == 'u' and last + 1 or last, 'fired', last,
+    'trigger', base .. last, 'expired', marker)
+  keep(h, history_ms)
+  return true
+end
+
 -- Fire generation f.gen of partition hash f.h as trigger f.tid: mark the partition (and
--- the event that fired it, f.by, when one did), write the trigger record (and the `extra`
--- field, value pairs), queue it for the dispatchers, list it as recent and count it as
--- fired by f.cause.
+-- the event that fired it, f.by, when one did) and its fired-marker, write the trigger
+-- record (and the `extra` field, value pairs), queue it for the dispatchers, list it as
+-- recent (dropping what is past the history window) and count it as fired by f.cause.
 local function claim(f, extra)
   if f.by then
     redis.call('HSET', f.h, 'fired', f.gen, 'trigger', f.tid, 'fired_by', f.by)
   else
     redis.call('HSET', f.h, 'fired', f.gen, 'trigger', f.tid)
   end
+  keep(f.h, f.history_ms)
+  redis.call('HSET', f.markers, f.partition, f.gen .. ':' .. f.now_ms)
   local record = {'id', f.tid, 'contract', f.contract, 'partition', f.partition,
     'generation', f.gen, 'state', 'pending', 'attempts', 0, 'created_at', f.now,
     'updated_at', f.now, 'inputs', f.inputs, 'contract_version', f.version}
@@ -37,6 +59,9 @@ local function claim(f, extra)
   redis.call('HSET', f.prefix .. f.tid, unpack(record))
   redis.call('XADD', f.triggers, '*', 't', f.tid)
   redis.call('ZADD', f.recent, f.now_ms, f.tid)
+  if f.history_ms and f.history_ms ~= '' and tonumber(f.history_ms) > 0 then
+    redis.call('ZREMRANGEBYSCORE', f.recent, '-inf', '(' .. (tonumber(f.now_ms) - tonumber(f.history_ms)))
+  end
   redis.call('HINCRBY', f.stats, 'fired:' .. f.cause, 1)
 end
 

@@ -1,0 +1,223 @@
+"""Retention on a real Redis: every key Baton writes is let go after its window, and
+nothing past its window makes a trigger id fire twice.
+
+Expiry is made to happen by deleting what Redis would have expired (the TTLs are
+checked, not waited for); a fired-marker stands for the partition once its state is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from itertools import count
+
+import pytest
+import yaml
+from redis.asyncio import Redis
+
+from broker.contracts.model import Contract
+from broker.control.explain import explain_from_store, render_text
+from broker.core.events import Event
+from broker.matching.matcher import Matcher
+from broker.state.backfill_store import Step
+from broker.state.deadline_store import Decision
+from broker.state.keys import Keys
+from broker.state.redis_store import RedisStore
+from broker.state.retention import Sweeper
+
+HOUR, DAY_S = 3600, 86400
+DAY = "2026-11-23"
+T0 = datetime(2026, 11, 24, tzinfo=UTC)
+
+
+def contract(policy: str = "retrigger", partitioned: str = "daily") -> Contract:
+    return Contract.model_validate(yaml.safe_load(f"""
+        name: report
+        partitioned: {partitioned}
+        on_restatement: {policy}
+        when: {{all_of: [a, b]}}
+        trigger: {{target: hook}}
+        """))  # fmt: skip
+
+
+class Inputs:
+    """Events for one contract, recorded as a worker records them (no worker)."""
+
+    def __init__(self, store: RedisStore, contract: Contract) -> None:
+        self.store, self.contract = store, contract
+        self.matcher = Matcher([contract])
+        self.ids = count(1)
+
+    async def land(self, *datasets: str, partition: str = DAY) -> list[str]:
+        """Record one new event per dataset; the trigger ids that fired."""
+        fired = []
+        for dataset in datasets:
+            n = next(self.ids)
+            event = Event(dataset=dataset, partition=partition or None, event_id=f"e{n}",
+                          occurred_at=T0 + timedelta(minutes=n))  # fmt: skip
+            plan = self.matcher.plan(event, T0, f"{n}-0")
+            outcomes = await self.store.record(plan.ops, "v1")
+            fired += [o.trigger_id for o in outcomes if o.trigger_id]
+        return fired
+
+    async def expire(self, partition: str = DAY) -> None:
+        """What Redis does once the history window has passed: the partition's state and
+        its triggers' records are gone (the fired-marker is not)."""
+        redis, keys = self.store.redis, self.store.keys
+        gone = [keys.partition("report", partition)]
+        gone += [k async for k in redis.scan_iter(f"{keys.trigger_prefix()}*")]
+        await redis.delete(*gone)
+
+
+@pytest.fixture
+async def inputs(redis_url: str) -> AsyncIterator[Inputs]:
+    client = Redis.from_url(redis_url)
+    store = RedisStore(client, Keys("keep"), max_backlog=10**9, dedup_ttl_s=60,
+                       history_s=HOUR, markers_s=DAY_S)  # fmt: skip
+    await store.ensure_groups()
+    yield Inputs(store, contract())
+    await client.aclose()
+
+
+async def test_a_fired_partition_is_kept_for_the_history_window_and_its_marker_beyond(
+    inputs: Inputs,
+) -> None:
+    store, redis, keys = inputs.store, inputs.store.redis, inputs.store.keys
+    assert await inputs.land("a") == []
+    assert HOUR - 5 < await redis.ttl(keys.partition("report", DAY)) <= HOUR  # an open input
+    [tid] = await inputs.land("b")
+    assert HOUR - 5 < await redis.ttl(keys.partition("report", DAY)) <= HOUR
+    gen, ms = await store.fired_marker("report", DAY) or (None, 0)
+    assert gen == 0 and abs(ms / 1000 - time.time()) < 60
+    assert await redis.ttl(keys.trigger(tid)) == -1  # live: kept until it settles
+
+    [[_, [(entry, _)]]] = await redis.xreadgroup(keys.dispatchers_group, "w", {keys.triggers: ">"})
+    await store.dispatched(tid, entry.decode(), "HTTP 200", "http://hook", target="hook")
+    assert await redis.xlen(keys.triggers) == 0  # acked, and deleted with it
+    assert await redis.ttl(keys.trigger(tid)) == -1  # its run is followed still
+    await store.run_seen(keys.tracking_of("hook"), tid, "succeeded", "done", None, "hook")
+    assert HOUR - 5 < await redis.ttl(keys.trigger(tid)) <= HOUR  # settled
+
+
+async def test_a_dead_letter_is_kept_for_the_window_and_older_ones_are_trimmed(
+    inputs: Inputs,
+) -> None:
+    store, redis, keys = inputs.store, inputs.store.redis, inputs.store.keys
+    old_ms = int((time.time() - 2 * HOUR) * 1000)
+    await redis.xadd(keys.dead_letters, {"trigger_id": "old", "error": "x", "at": "then"},
+                     id=f"{old_ms}-0")  # fmt: skip
+    [tid] = await inputs.land("a", "b")
+    await store.dead_letter(tid, "", "HTTP 400: no such DAG", target="hook")
+    assert HOUR - 5 < await redis.ttl(keys.trigger(tid)) <= HOUR
+    assert [d.trigger_id for d in await store.dead_letters()] == [tid]  # "old" trimmed
+    assert await store.revive(tid, [d.entry_id for d in await store.dead_letters()])
+    assert await redis.ttl(keys.trigger(tid)) == -1  # live again
+
+
+@pytest.mark.parametrize("policy", ["retrigger", "ignore"])
+async def test_an_event_for_an_expired_partition_is_a_restatement_never_a_first_firing(
+    inputs: Inputs, policy: str
+) -> None:
+    inputs.matcher = Matcher([contract(policy)])
+    assert await inputs.land("a", "b") == [f"baton:report:{DAY}:0"]
+    await inputs.expire()
+    if policy == "retrigger":
+        assert await inputs.land("a") == []  # generation 1 waits for b again
+        assert await inputs.land("b") == [f"baton:report:{DAY}:1"]
+    else:
+        assert await inputs.land("a", "b") == []  # ignored, as before it expired
+    state = await inputs.store.read_partition("report", DAY)
+    assert state.restored_from is not None and state.restored_from.startswith("0:")
+
+
+async def test_an_unpartitioned_contract_goes_on_from_its_marker(inputs: Inputs) -> None:
+    inputs.matcher = Matcher([contract("retrigger", "none")])
+    assert await inputs.land("a", "b", partition="") == ["baton:report:_:0"]
+    await inputs.expire(partition="")
+    assert await inputs.land("a", "b", partition="") == ["baton:report:_:1"]
+
+
+async def test_a_backfill_over_an_expired_partition_skips_it_or_reruns_it_next(
+    inputs: Inputs,
+) -> None:
+    store = inputs.store
+    await inputs.land("a", "b")
+    await inputs.expire()
+    now = datetime.now(UTC)
+    plain = await store.backfills.create("report", DAY, DAY, "oldest_first", 2, False, [DAY], now)
+    step = Step(plain, 0, "fire", ["a\x1f2026-11-23\x1f", "b\x1f2026-11-23\x1f"], "v1", now)
+    assert await store.backfills.step(step) == ("skipped", f"already ran as baton:report:{DAY}:0")
+    forced = await store.backfills.create("report", DAY, DAY, "oldest_first", 2, True, [DAY], now)
+    rerun = Step(forced, 0, "rerun", step.slots, "v1", now)
+    assert await store.backfills.step(rerun) == ("fired", f"baton:report:{DAY}:1")
+
+
+async def test_a_deadline_of_a_partition_that_fired_and_expired_is_met(inputs: Inputs) -> None:
+    deadlines, now = inputs.store.deadlines, datetime.now(UTC)
+    await inputs.land("a", "b")
+    await inputs.expire()
+    await deadlines.watch([("report", DAY, 0)])
+    due = Decision("report", DAY, now, now, "trigger", ["a\x1f2026-11-23\x1f"], "v1")
+    assert await deadlines.decide(due) == ("met", "")
+    assert await deadlines.alert_of("report", DAY) is None
+
+
+async def test_explain_says_what_expired_and_what_its_marker_still_knows(
+    inputs: Inputs,
+) -> None:
+    store = inputs.store
+    await inputs.land("a", "b")
+    await inputs.expire()
+    report = await explain_from_store(store, inputs.contract, DAY)
+    assert report["expired"]["what"] == "state"
+    assert report["expired"]["trigger_id"] == f"baton:report:{DAY}:0"
+    text = _text(report)
+    assert "expired: this partition's state is past the history window" in text
+    assert f"trigger: baton:report:{DAY}:0 expired" in text
+
+    await inputs.land("a")  # a restatement: the state is back, from the marker
+    report = await explain_from_store(store, inputs.contract, DAY)
+    assert report["expired"]["what"] == "earlier state" and report["generation"] == 1
+    assert "expired: what came before generation 1" in _text(report)
+
+
+async def test_a_trigger_record_past_its_window_reads_expired(inputs: Inputs) -> None:
+    [tid] = await inputs.land("a", "b")
+    await inputs.store.redis.delete(inputs.store.keys.trigger(tid))
+    report = await explain_from_store(inputs.store, inputs.contract, DAY)
+    assert report["expired"] == {"what": "trigger", "trigger_id": tid}
+    assert f"trigger: {tid} expired (its record is past the history window)" in _text(report)
+
+
+async def test_the_sweep_drops_old_markers_and_alerts_and_keeps_what_was_written_since(
+    inputs: Inputs,
+) -> None:
+    redis, keys = inputs.store.redis, inputs.store.keys
+    now_ms = int(time.time() * 1000)
+    old, new = now_ms - 2 * DAY_S * 1000, now_ms - 1000
+    await redis.hset(keys.fired("report"), mapping={f"p{i}": f"0:{old}" for i in range(1200)})
+    await redis.hset(keys.fired("report"), mapping={"fresh": f"3:{new}", "odd": "junk"})
+    then = datetime.fromtimestamp(old / 1000, UTC).isoformat()
+    await redis.hset(keys.deadline_alerts, "report|p1", json.dumps({"alerted_at": then}))
+    await redis.hset(keys.deadline_alerts, "report|p2", json.dumps({"alerted_at": "soon"}))
+    sweeper = Sweeper(redis, keys, DAY_S * 1000)
+    dropped = 0
+    for _ in range(10):  # a pass, a slice at a time
+        dropped += await sweeper.round(["report"], now_ms)
+    assert dropped == 1201
+    assert sorted(await redis.hkeys(keys.fired("report"))) == [b"fresh", b"odd"]
+    assert await redis.hkeys(keys.deadline_alerts) == [b"report|p2"]
+    # A marker written again between the read and the sweep is new: it stays.
+    await redis.hset(keys.fired("report"), "again", f"1:{now_ms}")
+    assert await sweeper._sweep(keys=[keys.fired("report")], args=["again", f"0:{old}"]) == 0
+    assert await redis.hexists(keys.fired("report"), "again")
+
+
+def _text(report: dict[str, object]) -> str:
+    from broker.control.explain import Explanation, InputStatus  # noqa: PLC0415
+
+    data = dict(report)
+    inputs = [InputStatus(**i) for i in data.pop("inputs")]  # type: ignore[attr-defined]
+    return render_text(Explanation(**data, inputs=inputs))  # type: ignore[arg-type]
