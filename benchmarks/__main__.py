@@ -6,6 +6,8 @@ raw XADD, pipelined by 100        -> baseline for HTTP batches of 100 and BatonC
 event -> dispatch latency         -> p50/p99 at 1,000 events/s offered
 matching time, 10 vs 100,000 contracts
 a burst of 20,000 partitions  -> dispatch and run-tracking rates, a produces chain's hop
+20,000 fired, 20,000 open     -> Redis bytes per fired partition, per open input
+(the soak of 1,000,000 partitions is `make bench-retention`)
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from benchmarks import ingest, latency, matching, procs, raw, tracking
+from benchmarks import ingest, latency, matching, procs, raw, retention, tracking
 from benchmarks.report import Row, print_table
 
 
@@ -38,6 +40,7 @@ async def _run_all(url: str, tmp: Path, quick: bool) -> list[Row]:
     rows += await latency.event_to_dispatch(url, tmp, rate=1000, seconds=10 // scale)
     rows += matching.flat_in_contracts(sizes=(10, 100_000 // scale))
     rows += await tracking.burst(url, tmp, 20_000 // scale)
+    rows += await retention.footprint(url, tmp, 20_000 // scale)
     return rows
 
 
