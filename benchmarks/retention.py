@@ -87,7 +87,8 @@ async def soak(url: str, tmp: Path, partitions: int, window_s: int = WINDOW_S) -
     samples: list[tuple[int, int]] = []  # (partitions published, used_memory)
     async with _baton(url, tmp, extra) as client:
         started, base = time.monotonic(), await _used(client)
-        async with AsyncBatonClient(redis_url=url, namespace=NAMESPACE) as baton:
+        async with AsyncBatonClient(redis_url=url, namespace=NAMESPACE,
+                                    dedup_ttl=window_s) as baton:  # fmt: skip
             for i in range(0, partitions, BATCH):
                 while int(await client.get(f"{NAMESPACE}:events:backlog") or 0) > BACKLOG_MAX:
                     await asyncio.sleep(0.05)

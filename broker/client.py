@@ -152,7 +152,11 @@ class AsyncBatonClient:
         timeout: float = 10.0,
         attempts: int = 5,
         strict: bool = False,
+        dedup_ttl: float = 7 * 86400,
     ) -> None:
+        """`dedup_ttl` (seconds, `redis_url=` only): how long Redis remembers an
+        event_id this client wrote; give it the broker's `dedup_ttl` when that is not
+        the default 7 days (over HTTP, the broker applies its own)."""
         if (url is None) == (redis_url is None):
             raise ValueError("give exactly one of url= or redis_url=")
         if strict and redis_url:
@@ -172,7 +176,7 @@ class AsyncBatonClient:
 
             self._redis = Redis.from_url(redis_url, socket_timeout=timeout)
             self._store = RedisStore(
-                self._redis, Keys(namespace), max_backlog=10**12, dedup_ttl_s=7 * 86400
+                self._redis, Keys(namespace), max_backlog=10**12, dedup_ttl_s=int(dedup_ttl)
             )
 
     async def publish(
