@@ -14,6 +14,7 @@ twice per level, stays far from Python's recursion limit.
 from __future__ import annotations
 
 import ast
+import functools
 import operator
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -61,7 +62,10 @@ class Expression:
             return False
 
 
+@functools.lru_cache(maxsize=8192)
 def compile_expression(source: str) -> Expression:
+    """The checked expression for `source`; one per text, shared (contracts repeat their
+    `where` rules, and an Expression is never changed once made)."""
     if len(source) > MAX_LENGTH:
         raise ExpressionError(f"longer than {MAX_LENGTH} characters")
     try:

@@ -17,6 +17,7 @@ the value (`body.rows`, `window[0]`).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -94,8 +95,26 @@ class Template:
 
 def compile_template(value: Any) -> Template:
     """Compile every string leaf of `value`; raise TemplateError naming the first bad one."""
-    shape = _compile(value, BoundedEnvironment(), ())
+    shape = _compile(value, ())
     return Template(shape, templated=_has_leaf(shape))
+
+
+@functools.cache
+def _environment() -> BoundedEnvironment:
+    """One environment compiles every template: it holds no state of a template's own
+    (a render's budget is the caller's), and making one wraps every filter and test."""
+    return BoundedEnvironment()
+
+
+@functools.lru_cache(maxsize=8192)
+def _compiled(source: str) -> tuple[Any, Any]:
+    """(expression, template) for a leaf's text, one of them None. Contracts repeat
+    their templates (`{{ partition }}` in thousands of them): each text is compiled
+    once, and one compiled object serves them all (it is not changed by rendering)."""
+    env = _environment()
+    if _SINGLE.match(source.strip()):
+        return env.compile_expression(source.strip()[2:-2], undefined_to_none=False), None
+    return None, env.from_string(source)
 
 
 def _has_leaf(shape: Any) -> bool:
@@ -106,22 +125,20 @@ def _has_leaf(shape: Any) -> bool:
     return isinstance(shape, _Leaf)
 
 
-def _compile(value: Any, env: BoundedEnvironment, path: Where) -> Any:
+def _compile(value: Any, path: Where) -> Any:
     if isinstance(value, dict):
         for key in value:
             if type(key) is not str:
                 raise TemplateError(path, f"has a key {key!r} that is not a string")
-        return {k: _compile(v, env, (*path, k)) for k, v in value.items()}
+        return {k: _compile(v, (*path, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_compile(v, env, (*path, i)) for i, v in enumerate(value)]
+        return [_compile(v, (*path, i)) for i, v in enumerate(value)]
     if not isinstance(value, str) or ("{{" not in value and "{%" not in value):
         _check_sendable(value, path)
         return value
     try:
-        if _SINGLE.match(value.strip()):
-            expression = env.compile_expression(value.strip()[2:-2], undefined_to_none=False)
-            return _Leaf(path, expression=expression)
-        return _Leaf(path, template=env.from_string(value))
+        expression, template = _compiled(value)
+        return _Leaf(path, expression=expression, template=template)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(path, f"does not compile: {exc.message or exc}") from exc
     except Exception as exc:  # nested past Python's limits, say: still the template's fault
