@@ -1,7 +1,8 @@
 """How long a contracts reload takes: load, check and index N contract files, then
 apply the change to the live state in a real Redis.
 
-    python -m benchmarks.reload        (1,000 and 10,000 files)
+    python -m benchmarks.reload [N ...]   (`baton run` over 10,000 and 100,000 files,
+                                           then reloads of 1,000 and 10,000 in process)
 
 Loading is the work before the swap (the swap itself is one assignment); events keep
 flowing through the old set meanwhile, since loading runs in a thread. Applying runs
@@ -13,10 +14,13 @@ and fire, while the other 99% carry 10 partitions of state each that must be lef
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
+import yaml
 from redis.asyncio import Redis
 
 from benchmarks import procs
@@ -48,8 +52,8 @@ def write(folder: Path, n: int, relaxed: int = 0) -> Settings:
             text = text.replace("all_of", "any_of")
         (folder / f"report_{i}.yaml").write_text(text)
     return Settings.model_validate(
-        {"contracts": str(folder), "targets": {"hook": {"kind": "webhook",
-                                                        "url": "http://127.0.0.1:9"}}}
+        {"contracts": str(folder), "contract_limits": {"max_contracts": max(n, 50_000)},
+         "targets": {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9"}}}
     )  # fmt: skip
 
 
@@ -89,8 +93,66 @@ async def time_apply(n: int, tmp: Path, first: Contracts, url: str) -> tuple[flo
     return initial, took, len(done.fired)
 
 
+def start_and_reload(n: int, tmp: Path, url: str) -> list[Row]:
+    """A real `baton run` over N contract files: process start -> /readyz answering,
+    the first time (every contract new to the live state) and again; its RSS then; and
+    how long after one file changes the process runs the new set."""
+    settings = write(tmp / f"run-{n}", n)
+    port = procs.free_port()
+    config = procs.write_config(tmp, url, port, {}, targets=settings.model_dump(
+        mode="json")["targets"], contract_limits={"max_contracts": max(n, 50_000)})  # fmt: skip
+    text = yaml.safe_load(config.read_text())
+    text["contracts"] = str(settings.contracts)
+    config.write_text(yaml.safe_dump(text))
+    api, big = f"http://127.0.0.1:{port}", n >= 100_000
+    took: dict[str, float] = {}
+    for start in ("fresh state", "state there"):
+        began = time.perf_counter()
+        proc = procs.start(config, "run")
+        try:
+            procs.wait_http(f"{api}/readyz", timeout=600)
+            took[start] = time.perf_counter() - began
+            rss = _rss_mib(proc.pid)
+            version = httpx.get(f"{api}/v1/contracts", timeout=60).json()["version"]
+            changed = settings.contracts / f"report_{7 if start == 'fresh state' else 8}.yaml"
+            changed.write_text(changed.read_text().replace("all_of", "any_of"))
+            began = time.perf_counter()
+            _wait_version(api, version)
+            reload_ms = (time.perf_counter() - began) * 1000
+        finally:
+            procs.stop(proc)
+    return [
+        Row(f"baton run start -> ready, {n:,} contracts (fresh state)", took["fresh state"], "s"),
+        Row(f"baton run start -> ready, {n:,} contracts (state there)", took["state there"], "s",
+            None, "<= 5 s" if big else ""),
+        Row(f"  RSS when ready, {n:,} contracts", rss, "MiB", None, "<= 300 MiB" if big else ""),
+        Row(f"  one file changed -> the new set runs, {n:,}", reload_ms, "ms", None,
+            "<= 1,000 ms" if big else ""),
+    ]  # fmt: skip
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _wait_version(api: str, old: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(f"{api}/v1/contracts", timeout=60).json()["version"] != old:
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"waited {timeout}s for the contracts to move on from {old}")
+
+
 def main() -> None:
     rows = []
+    sizes = [int(a) for a in sys.argv[1:]] or [10_000, 100_000]
+    with procs.fresh_redis() as (url, tmp):
+        for n in sizes:
+            rows += start_and_reload(n, tmp, url)
     with procs.fresh_redis() as (url, tmp):
         for n in (1_000, 10_000):
             took, loaded = time_reload(n, tmp)
