@@ -59,9 +59,12 @@ def start(config: Path, *args: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen([BATON, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_http(url: str, timeout: float = 20) -> None:
+def wait_http(url: str, timeout: float = 20, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until `url` answers below 500; `proc`, the process that serves it, must not exit."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: its process exited with {proc.returncode}")
         try:
             if httpx.get(url, timeout=0.5).status_code < 500:
                 return

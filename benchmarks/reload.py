@@ -44,6 +44,9 @@ trigger: {{target: hook, body: {{day: "{{{{ partition }}}}"}}}}
 """
 
 
+TARGETS = {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9"}}
+
+
 def write(folder: Path, n: int, relaxed: int = 0) -> Settings:
     folder.mkdir(exist_ok=True)
     for i in range(n):
@@ -53,7 +56,7 @@ def write(folder: Path, n: int, relaxed: int = 0) -> Settings:
         (folder / f"report_{i}.yaml").write_text(text)
     return Settings.model_validate(
         {"contracts": str(folder), "contract_limits": {"max_contracts": max(n, 50_000)},
-         "targets": {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9"}}}
+         "targets": TARGETS}
     )  # fmt: skip
 
 
@@ -99,8 +102,8 @@ def start_and_reload(n: int, tmp: Path, url: str) -> list[Row]:
     how long after one file changes the process runs the new set."""
     settings = write(tmp / f"run-{n}", n)
     port = procs.free_port()
-    config = procs.write_config(tmp, url, port, {}, targets=settings.model_dump(
-        mode="json")["targets"], contract_limits={"max_contracts": max(n, 50_000)})  # fmt: skip
+    config = procs.write_config(tmp, url, port, {}, targets=TARGETS,
+                                contract_limits={"max_contracts": max(n, 50_000)})  # fmt: skip
     text = yaml.safe_load(config.read_text())
     text["contracts"] = str(settings.contracts)
     config.write_text(yaml.safe_dump(text))
@@ -110,7 +113,11 @@ def start_and_reload(n: int, tmp: Path, url: str) -> list[Row]:
         began = time.perf_counter()
         proc = procs.start(config, "run")
         try:
-            procs.wait_http(f"{api}/readyz", timeout=600)
+            try:
+                procs.wait_http(f"{api}/readyz", timeout=600, proc=proc)
+            except RuntimeError:
+                print(config.with_suffix(".run.log").read_text()[-3000:])
+                raise
             took[start] = time.perf_counter() - began
             rss = _rss_mib(proc.pid)
             version = httpx.get(f"{api}/v1/contracts", timeout=60).json()["version"]
