@@ -41,12 +41,12 @@ def load_checked(settings: Settings) -> Contracts:
     """Load and check the contracts folder; any error refuses the whole set."""
     with _no_collection():
         contract_set, errors = check_configured(settings)
-    if errors:
-        raise ConfigError("contracts rejected:\n" + "\n".join(str(e) for e in errors))
-    # Checked: the line of each field was for the errors there were none of (~1.6 KB a
-    # contract); a contract's own location stays.
-    kept = tuple(replace(c, lines={}) for c in contract_set.contracts)
-    return Contracts(replace(contract_set, contracts=kept))
+        if errors:
+            raise ConfigError("contracts rejected:\n" + "\n".join(str(e) for e in errors))
+        # Checked: the line of each field was for the errors there were none of (~1.6 KB
+        # a contract); a contract's own location stays.
+        kept = tuple(replace(c, lines={}) for c in contract_set.contracts)
+        return Contracts(replace(contract_set, contracts=kept))
 
 
 @contextmanager
