@@ -221,3 +221,13 @@ def _text(report: dict[str, object]) -> str:
     data = dict(report)
     inputs = [InputStatus(**i) for i in data.pop("inputs")]  # type: ignore[attr-defined]
     return render_text(Explanation(**data, inputs=inputs))  # type: ignore[arg-type]
+
+
+async def test_the_embedded_redis_keeps_a_partition_with_its_events_compact(
+    inputs: Inputs,
+) -> None:
+    """Events of ~250 B would turn Redis's default (64 B values) hash into a hashtable,
+    half again as big: the embedded Redis keeps values up to 1 KB compact."""
+    await inputs.land("a")
+    key = inputs.store.keys.partition("report", DAY)
+    assert await inputs.store.redis.object("encoding", key) in (b"ziplist", b"listpack")
