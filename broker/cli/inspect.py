@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 
 from broker.control.audit import AuditTrail, cli_actor
-from broker.control.explain import Explanation, InputStatus, explain_from_store, render_text
+from broker.control.explain import explain_from_store, render_report
 from broker.control.live import LiveState
 from broker.core.errors import ConfigError
 from broker.core.settings import Settings
@@ -32,8 +32,7 @@ async def explain_command(
         await runtime.close()
     if as_json:
         return json.dumps(report, indent=2)
-    inputs = [InputStatus(**i) for i in report.pop("inputs")]
-    return render_text(Explanation(**report, inputs=inputs))
+    return render_report(report)
 
 
 def _partition_list(name: str, known: list[dict[str, object]], as_json: bool) -> str:

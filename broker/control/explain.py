@@ -122,10 +122,10 @@ def _expired(
         return {"what": "state", "fired_generation": gen, "fired_at": _iso(ms),
                 "trigger_id": f"{trigger_id_base(contract, partition)}{gen}"}  # fmt: skip
     if state.restored_from:
-        last, _, at = state.restored_from.partition(":")
+        last, at = state.restored_from
         gone = {"trigger_id": state.trigger_id} if state.trigger_id and trigger is None else {}
-        return {"what": "earlier state", "fired_generation": int(last),
-                "fired_at": _iso(int(at or 0)), **gone}  # fmt: skip
+        return {"what": "earlier state", "fired_generation": last, "fired_at": _iso(at),
+                **gone}  # fmt: skip
     if state.trigger_id and trigger is None:
         return {"what": "trigger", "trigger_id": state.trigger_id}
     return None
@@ -190,6 +190,13 @@ def _trigger(record: TriggerRecord | None) -> dict[str, Any] | None:
     data = asdict(record)
     data.pop("inputs")
     return data
+
+
+def render_report(report: Mapping[str, Any]) -> str:
+    """`render_text` of an explanation as `explain_from_store` gives it (a dict)."""
+    data = dict(report)
+    inputs = [InputStatus(**i) for i in data.pop("inputs")]
+    return render_text(Explanation(**data, inputs=inputs))
 
 
 def render_text(exp: Explanation) -> str:

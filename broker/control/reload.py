@@ -223,11 +223,12 @@ class ContractsHolder:
         self._watch_error = error
 
     async def _lag_loop(self, stop: asyncio.Event) -> None:
-        said = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        said = loop.time()
         while not stop.is_set():
             try:
-                if asyncio.get_running_loop().time() - said > ALIVE_EVERY_S:
-                    said = asyncio.get_running_loop().time()
+                if loop.time() - said > ALIVE_EVERY_S:
+                    said = loop.time()
                     await self.publish()
                     await self.sweep_gone()
                 newer = await self.check_lag()

@@ -43,8 +43,8 @@ class PartitionState:
     successes: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[str, dict[str, Any]] = field(default_factory=dict)
     consumed: frozenset[str] = frozenset()
-    # Put back from its fired-marker (`<gen>:<epoch ms>`) after the state before expired.
-    restored_from: str | None = None
+    # Put back from its fired-marker (generation, epoch ms) after the state before expired.
+    restored_from: tuple[int, int] | None = None
     # No state at all: never written, or expired (then its fired-marker may say more).
     empty: bool = False
 

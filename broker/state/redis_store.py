@@ -117,10 +117,7 @@ class RedisStore(RedisStreams):
         """The last generation of a partition fired, and when (epoch ms), as its
         fired-marker keeps it; None if it never fired (or the marker is past its window)."""
         raw = await self.redis.hget(self.keys.fired(contract), partition)
-        if raw is None:
-            return None
-        gen, _, ms = text(raw).partition(":")
-        return int(gen), int(ms or 0)
+        return None if raw is None else parse_marker(text(raw))
 
     async def partitions_of(self, contract: str, limit: int = 100) -> list[dict[str, Any]]:
         """Known partitions of a contract, newest key first, with their firing state."""
@@ -292,6 +289,12 @@ class RedisStore(RedisStreams):
         return bool(revived)
 
 
+def parse_marker(value: str) -> tuple[int, int]:
+    """A fired-marker's `<generation>:<epoch ms>` (`Keys.fired`) as numbers."""
+    gen, _, ms = value.partition(":")
+    return int(gen), int(ms or 0)
+
+
 def _record_args(op: RecordOp, version: str, now: datetime, keys: Keys) -> list[Any]:
     return [
         "p" if op.partitioned else "u",
@@ -337,6 +340,6 @@ def _partition_state(raw: dict[str, str]) -> PartitionState:
         successes=successes,
         failures=failures,
         consumed=consumed,
-        restored_from=raw.get("expired"),
+        restored_from=parse_marker(raw["expired"]) if "expired" in raw else None,
         empty=not raw,
     )

@@ -151,7 +151,7 @@ if skip then
   -- Resumed without firing: what completed while paused counts as done, unfired.
   if mode == 'p' then
     redis.call('HSET', h, 'fired', gen, 'skipped', ARGV[10])
-    redis.call('HSET', KEYS[6], ARGV[13], gen .. ':' .. ARGV[15])
+    mark(KEYS[6], ARGV[13], gen, ARGV[15])
   end
   return {'skipped', '', gen}
 end

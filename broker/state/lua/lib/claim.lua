@@ -20,9 +20,21 @@ local function paused(key, contract)
   return redis.call('HEXISTS', key, contract) == 1
 end
 
--- Keep key `k` for `ms` more (its history window; '' or 0: no window, as a test may ask).
+-- A history window in ms, or nil for none ('' or 0, as a test's store asks).
+local function window(ms)
+  local n = tonumber(ms)
+  if n and n > 0 then return n end
+  return nil
+end
+
+-- Keep key `k` for the window `ms` from now.
 local function keep(k, ms)
-  if ms and ms ~= '' and tonumber(ms) > 0 then redis.call('PEXPIRE', k, ms) end
+  if window(ms) then redis.call('PEXPIRE', k, ms) end
+end
+
+-- Note in the contract's fired-markers that `partition` fired generation `gen` at `now_ms`.
+local function mark(markers, partition, gen, now_ms)
+  redis.call('HSET', markers, partition, gen .. ':' .. now_ms)
 end
 
 -- A partition hash `h` that is gone (past its history window) of a partition that fired
@@ -51,7 +63,7 @@ local function claim(f, extra)
     redis.call('HSET', f.h, 'fired', f.gen, 'trigger', f.tid)
   end
   keep(f.h, f.history_ms)
-  redis.call('HSET', f.markers, f.partition, f.gen .. ':' .. f.now_ms)
+  mark(f.markers, f.partition, f.gen, f.now_ms)
   local record = {'id', f.tid, 'contract', f.contract, 'partition', f.partition,
     'generation', f.gen, 'state', 'pending', 'attempts', 0, 'created_at', f.now,
     'updated_at', f.now, 'inputs', f.inputs, 'contract_version', f.version}
@@ -59,8 +71,9 @@ local function claim(f, extra)
   redis.call('HSET', f.prefix .. f.tid, unpack(record))
   redis.call('XADD', f.triggers, '*', 't', f.tid)
   redis.call('ZADD', f.recent, f.now_ms, f.tid)
-  if f.history_ms and f.history_ms ~= '' and tonumber(f.history_ms) > 0 then
-    redis.call('ZREMRANGEBYSCORE', f.recent, '-inf', '(' .. (tonumber(f.now_ms) - tonumber(f.history_ms)))
+  local history = window(f.history_ms)
+  if history then
+    redis.call('ZREMRANGEBYSCORE', f.recent, '-inf', '(' .. (tonumber(f.now_ms) - history))
   end
   redis.call('HINCRBY', f.stats, 'fired:' .. f.cause, 1)
 end
