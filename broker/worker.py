@@ -1,9 +1,9 @@
 """The worker: matches events into triggers and dispatches triggers to targets.
 
-A composition root. Two FastStream consumer groups read the streams (`matchers` on
-events, `dispatchers` on triggers) with manual acks; a reclaim loop takes over entries
-a dead consumer left pending (FastStream's own reclaim reads one entry at a time and
-never new ones), and a retry pump puts due retries back on the triggers stream.
+A composition root. Two consumer groups read the streams (`matchers` on events,
+`dispatchers` on triggers) through `StreamReader` loops, and handlers ack what they have
+done; a reclaim loop takes over entries a dead consumer left pending, and a retry pump
+puts due retries back on the triggers stream.
 """
 
 from __future__ import annotations
@@ -19,10 +19,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from faststream.middlewares import AckPolicy
-from faststream.redis import RedisBroker, StreamSub
-from faststream.redis.annotations import RedisBatchStreamMessage
-
 from broker.core.events import from_wire
 from broker.core.secrets import allowed_env
 from broker.dispatch.dispatcher import Dispatcher
@@ -35,8 +31,9 @@ from broker.matching.loaded import Contracts
 from broker.matching.matcher import RecordOp, Refusal
 from broker.runtime import Runtime
 from broker.state.duties import DutyBeats
-from broker.state.health import RedisHealth, is_down, reconnecting
+from broker.state.health import RedisHealth, is_down
 from broker.state.ports import RecordOutcome, StreamEntry, TriggerRecord
+from broker.state.reader import StreamReader
 from broker.state.util import text
 from broker.time.backfill import BackfillPump
 from broker.time.deadlines import DeadlineClock
@@ -190,58 +187,19 @@ class Worker:
             if release:
                 self._slots.release()
 
-    # -- FastStream wiring ----------------------------------------------------------
-    def build_broker(self, match: bool = True, dispatch: bool = True) -> RedisBroker:
-        # FastStream logs every message at INFO; Baton logs what matters itself, and
-        # says once that Redis is away where FastStream says it at every poll.
-        quiet = logging.getLogger("baton.faststream")
-        quiet.setLevel(logging.WARNING)
-        quiet.addFilter(self._redis_down_once)
-        broker = RedisBroker(self.runtime.url, logger=quiet, graceful_timeout=10,
-                             retry=reconnecting(), socket_timeout=10,
-                             socket_connect_timeout=5)  # fmt: skip
-        read = self.runtime.settings.worker.read_count
-
+    # -- the two stream readers -----------------------------------------------------
+    def readers(self, match: bool = True, dispatch: bool = True) -> list[StreamReader]:
+        """The hot paths: events to matching, triggers to dispatch (see reader.py for
+        why these are Baton's own loops and not FastStream subscribers)."""
+        keys, read = self.store.keys, self.runtime.settings.worker.read_count
+        out = []
         if match:
-            self._subscribe_events(broker, read)
+            out.append(StreamReader(self.runtime.redis, keys.events, keys.matchers_group,
+                                    self.name, read, self.process_events, self.health))  # fmt: skip
         if dispatch:
-            self._subscribe_triggers(broker, read)
-        return broker
-
-    def _subscribe_events(self, broker: RedisBroker, read: int) -> None:
-        keys = self.store.keys
-
-        @broker.subscriber(
-            stream=StreamSub(
-                keys.events, group=keys.matchers_group, consumer=self.name,
-                batch=True, max_records=read, polling_interval=1000,
-            ),
-            ack_policy=AckPolicy.MANUAL,
-        )  # fmt: skip
-        async def on_events(msg: RedisBatchStreamMessage) -> None:
-            await self.process_events(_entries(msg))
-
-    def _subscribe_triggers(self, broker: RedisBroker, read: int) -> None:
-        keys = self.store.keys
-
-        @broker.subscriber(
-            stream=StreamSub(
-                keys.triggers, group=keys.dispatchers_group, consumer=self.name,
-                batch=True, max_records=read, polling_interval=1000,
-            ),
-            ack_policy=AckPolicy.MANUAL,
-        )  # fmt: skip
-        async def on_triggers(msg: RedisBatchStreamMessage) -> None:
-            await self.start_triggers(_entries(msg))
-
-    def _redis_down_once(self, record: logging.LogRecord) -> bool:
-        """A log filter: FastStream's 'Message fetch error' for a Redis that is away
-        goes to `self.health` (one line) instead of the log (a traceback a poll)."""
-        error = record.exc_info[1] if record.exc_info else None
-        if error is not None and is_down(error):
-            self.health.lost(error)
-            return False
-        return True
+            out.append(StreamReader(self.runtime.redis, keys.triggers, keys.dispatchers_group,
+                                    self.name, read, self.start_triggers, self.health))  # fmt: skip
+        return out
 
     # -- background loops -------------------------------------------------------------
     async def reclaim_events(self) -> int:
@@ -336,22 +294,27 @@ class Worker:
 
     async def run(self, stop: asyncio.Event, match: bool = True, dispatch: bool = True) -> None:
         self.deliver_to = self.name if dispatch else ""
-        broker = self.build_broker(match, dispatch)
-        await broker.start()
+        await self.store.ensure_groups()
+        readers = self.readers(match, dispatch)
+        reading = [asyncio.create_task(r.run(stop)) for r in readers]
         log.info("worker %s consuming (contracts version %s)", self.name, self.contracts.version)
         try:
             await self.background(stop, match, dispatch)
         finally:
+            await _stop_readers(readers, reading)
             self.health.close()
-            await broker.stop()
             if self._in_flight:  # let started dispatches record their outcome
                 await asyncio.wait(self._in_flight, timeout=10)
 
 
-def _entries(msg: RedisBatchStreamMessage) -> list[StreamEntry]:
-    raw: Any = msg.raw_message
-    ids = [text(i) for i in raw["message_ids"]]
-    return [
-        (entry_id, {text(k): text(v) for k, v in data.items()})
-        for entry_id, data in zip(ids, raw["data"], strict=True)
-    ]
+async def _stop_readers(readers: list[StreamReader], tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the readers that wait for Redis; let one handling a batch finish it."""
+    for reader, task in zip(readers, tasks, strict=True):
+        if reader.reading:
+            task.cancel()
+    done, pending = await asyncio.wait(tasks, timeout=10)
+    for task in pending:
+        task.cancel()
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a stream reader stopped with an error", exc_info=task.exception())

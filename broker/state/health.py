@@ -28,7 +28,7 @@ def reconnecting() -> Retry:
     """The retry for Baton's Redis clients: a pooled connection that died with a Redis
     restart is opened again and its command sent again, once and at once, so that only
     a Redis still away is reported as lost, and a request meanwhile is not held up by
-    waits. (Clients made with `from_url`, and FastStream's, retry nothing by default.)"""
+    waits. (Clients made with `from_url` retry nothing by default.)"""
     return Retry(NoBackoff(), 1)
 
 
