@@ -18,6 +18,9 @@ from broker.core.settings import WebhookTarget as WebhookConfig
 from broker.dispatch.target import Receipt, RunStatus, TriggerRequest
 from broker.ingest.auth import signature
 
+# A webhook's run: over when the receiver answered 2xx.
+DELIVERED = RunStatus(state="succeeded", detail="delivered")
+
 # The same scheme Baton checks on signed requests coming in (broker.ingest.auth).
 sign = signature
 
@@ -80,11 +83,11 @@ class WebhookTarget:
                 text = await response.text(errors="replace")
                 ref = response.headers.get("X-Request-Id") or answered(response.status, text)
         classify(label, response.status, text)
-        return Receipt(ref=ref, url=url)
+        return Receipt(ref=ref, url=url, finished=DELIVERED)
 
     async def status(self, ref: str) -> RunStatus:
         """A webhook starts no run Baton can follow: answered is done."""
-        return RunStatus(state="succeeded", detail="delivered")
+        return DELIVERED
 
     async def check(self, spec: dict[str, Any]) -> list[str]:
         return []

@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import yaml
+from redis.asyncio import Redis as AsyncRedis
 
 from broker.contracts.model import Contract
 from broker.core.events import Event
@@ -24,6 +25,7 @@ from broker.matching.matcher import Matcher
 from broker.state import duties
 from broker.state.duties import DutyBeats
 from broker.state.health import RedisHealth
+from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
 
 
@@ -65,7 +67,11 @@ class Orchestrator:
 
 
 async def dispatch_days(
-    store: RedisStore, dispatcher: Dispatcher, days: int, contracts: dict[str, Contract]
+    store: RedisStore,
+    dispatcher: Dispatcher,
+    days: int,
+    contracts: dict[str, Contract],
+    stream: str = "baton:triggers",
 ) -> None:
     """Fire and dispatch `contracts` for `days` partitions, through the real matcher,
     Lua and dispatcher."""
@@ -76,7 +82,7 @@ async def dispatch_days(
         event = Event(dataset="orders", partition=partition, event_id=f"o-{day}")
         plan = matcher.plan(event.completed(start), start, f"{day + 1}-0")
         await store.record(plan.ops, "v1")
-    read = await store.redis.xreadgroup("dispatchers", "me", {"baton:triggers": ">"})
+    read = await store.redis.xreadgroup(store.keys.dispatchers_group, "me", {stream: ">"})
     for entry_id, fields in read[0][1]:
         assert await dispatcher.handle(entry_id.decode(), fields[b"t"].decode()) == "succeeded"
 
@@ -181,3 +187,61 @@ async def test_the_duty_report_says_which_duty_is_behind_and_by_how_much(
     assert report["retries"]["state"] == "ok" and report["retries"]["behind_s"] == 0.0
     assert report["gates"]["state"] == "stalled" and report["gates"]["last_round_s"] >= 120
     assert report["deadlines"]["state"] == "no worker"
+
+
+class Answered(Orchestrator):
+    """A target whose run is over when it answers, as a webhook's is."""
+
+    async def trigger(self, request: TriggerRequest) -> Receipt:
+        self.started += 1
+        return Receipt(ref=f"HTTP 200 #{self.started}", finished=RunStatus("succeeded", "sent"))
+
+
+async def test_a_run_over_when_answered_is_settled_at_dispatch_and_never_looked_at(
+    redis_url: str,
+) -> None:
+    client = AsyncRedis.from_url(redis_url)
+    store = RedisStore(client, Keys("settle"), max_backlog=1000, dedup_ttl_s=60, history_s=3600)
+    await store.ensure_groups()
+    hook = Answered()
+    contracts = {"fast_report": CONTRACTS["fast_report"]}
+    dispatcher = Dispatcher(store, lambda: contracts, {"fast": hook}, RetrySettings(),
+                            rng=random.Random(1), gates=Gates(store.gates, {}))  # fmt: skip
+    woken: list[str] = []
+    dispatcher.on_dispatched = woken.append
+    await dispatch_days(store, dispatcher, 3, contracts, stream=store.keys.triggers)
+    assert hook.started == 3
+    assert await client.zcard(store.keys.tracking_of("fast")) == 0  # nothing to follow
+    assert await client.zcard(store.keys.target_running("fast")) == 0
+    assert woken == []  # and no lane woken for it
+    for day in ("2026-01-01", "2026-01-02", "2026-01-03"):
+        trigger_id = f"baton:fast_report:{day}:0"
+        record = await store.get_trigger(trigger_id)
+        assert record is not None
+        assert (record.state, record.run_state, record.run_detail) == ("succeeded", "succeeded",
+                                                                       "sent")  # fmt: skip
+        assert record.run_checks == 1 and record.downstream_ref.startswith("HTTP 200")
+        ttl = await client.pttl(store.keys.trigger(trigger_id))  # settled: kept for the window
+        assert 3_500_000 < ttl <= 3_600_000
+    assert hook.asking == 0
+    await client.aclose()
+
+
+async def test_a_run_over_when_answered_is_still_followed_when_it_produces(
+    store: RedisStore,
+) -> None:
+    """Its outputs are the run tracker's to publish: the dispatch wakes its lane."""
+    hook = Answered()
+    spec = ("{name: fast_report, partitioned: daily, when: orders, trigger: {target: fast},"
+            " produces: [report]}")  # fmt: skip
+    contracts = {"fast_report": Contract.model_validate(yaml.safe_load(spec))}
+    dispatcher = Dispatcher(store, lambda: contracts, {"fast": hook}, RetrySettings(),
+                            rng=random.Random(1), gates=Gates(store.gates, {}))  # fmt: skip
+    woken: list[str] = []
+    dispatcher.on_dispatched = woken.append
+    await dispatch_days(store, dispatcher, 1, contracts)
+    assert woken == ["fast"]
+    tracked = await store.redis.zrange(store.keys.tracking_of("fast"), 0, -1)
+    assert tracked == [b"baton:fast_report:2026-01-01:0"]
+    record = await store.get_trigger("baton:fast_report:2026-01-01:0")
+    assert record is not None and record.run_state == "queued"

@@ -136,9 +136,14 @@ class Dispatcher:
             error = f"could not be sent: {type(exc).__name__}: {exc}"
             return await self._dead(record, entry_id, error, name)
         await self.gates.answered(name, record.id, started=True)
+        # A run over when answered is settled here, unless its `produces` are still to
+        # be published (the run tracker does that, at once: see `on_dispatched`).
+        contract = self.contracts().get(record.contract)
+        over = receipt.finished if contract is not None and not contract.produces else None
+        settled = (over.state, over.detail) if over is not None else None
         await self.store.dispatched(record.id, entry_id, receipt.ref, receipt.url,
-                                    receipt.warning, name)  # fmt: skip
-        if self.on_dispatched is not None:
+                                    receipt.warning, name, settled)  # fmt: skip
+        if self.on_dispatched is not None and settled is None:
             self.on_dispatched(name)
         log.info("dispatched %s -> %s", record.id, receipt.ref)
         if receipt.warning:

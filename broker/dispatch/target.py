@@ -26,6 +26,9 @@ class Receipt:
     url: str = ""
     # Started, but something the user should know (e.g. the Airflow DAG is paused).
     warning: str = ""
+    # The run was over when the target answered (a webhook's call is its run): there
+    # is nothing to follow.
+    finished: RunStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)

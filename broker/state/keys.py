@@ -252,8 +252,9 @@ class Keys:
 
     def trigger(self, trigger_id: str) -> str:
         """Hash of one trigger's record: state, attempts, last error, downstream run.
-        Retention: expires `history_retention` after it settles (its run ended, or it
-        was dead-lettered); a live trigger's never does. Revived, it is kept again."""
+        Retention: expires `history_retention` after it settles (its run ended, or was
+        over when the target answered, as a webhook's is; or it was dead-lettered); a
+        live trigger's never does. Revived, it is kept again."""
         return f"{self.namespace}:t:{trigger_id}"
 
     def trigger_prefix(self) -> str:

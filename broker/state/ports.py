@@ -138,7 +138,7 @@ class TriggerStore(Protocol):
     async def begin_attempt(self, trigger_id: str) -> TriggerRecord | None: ...
     async def dispatched(
         self, trigger_id: str, entry_id: str, ref: str, url: str, warning: str = "",
-        target: str = "",
+        target: str = "", settled: tuple[str, str] | None = None,
     ) -> None: ...  # fmt: skip
     async def retry_later(
         self, trigger_id: str, entry_id: str, error: str, due_ms: int, target: str = ""

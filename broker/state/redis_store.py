@@ -161,16 +161,22 @@ class RedisStore(RedisStreams):
 
     async def dispatched(
         self, trigger_id: str, entry_id: str, ref: str, url: str, warning: str = "",
-        target: str = "",
+        target: str = "", settled: tuple[str, str] | None = None,
     ) -> None:  # fmt: skip
-        """Started: the run is followed among `target`'s, first looked at right away (a
-        webhook's is done when answered)."""
+        """Started: the run is followed among `target`'s, first looked at right away;
+        or, `settled` (its state and detail), it was over when the target answered (a
+        webhook's), and the trigger is settled in the same step, as a look would."""
         fields = {"state": "succeeded", "downstream_ref": ref, "downstream_url": url}
         if warning:
             fields["warning"] = warning
-        fields["run_state"] = "queued"
-        await self._finish(trigger_id, entry_id, fields, track_ms=_now_ms(),
-                           tracking=self.keys.tracking_of(target))  # fmt: skip
+        if settled is None:
+            fields["run_state"] = "queued"
+            await self._finish(trigger_id, entry_id, fields, track_ms=_now_ms(),
+                               tracking=self.keys.tracking_of(target))  # fmt: skip
+            return
+        fields |= {"run_state": settled[0], "run_detail": settled[1],
+                   "run_checked_at": _iso(), "run_checks": "1"}  # fmt: skip
+        await self._finish(trigger_id, entry_id, fields, target=target, settles=True)
 
     async def retry_later(
         self, trigger_id: str, entry_id: str, error: str, due_ms: int, target: str = ""
@@ -217,10 +223,12 @@ class RedisStore(RedisStreams):
         target: str = "",
         queue: str | None = None,
         tracking: str | None = None,
+        settles: bool = False,
     ) -> None:
         """Record the outcome and ack the stream entry in one step (a Lua script). With
         `target`, the trigger leaves its runs in flight (and, unless it waits again, its
-        waiting set); `queue` takes `due_ms` instead of the retries."""
+        waiting set); `queue` takes `due_ms` instead of the retries. A dead letter, or
+        `settles`, ends the trigger: its record is kept for the history window."""
         keys = self.keys
         leave = []
         if target:
@@ -234,7 +242,7 @@ class RedisStore(RedisStreams):
                 keys.dispatchers_group, entry_id, trigger_id, _now().isoformat(),
                 "" if due_ms is None else due_ms, "" if dead is None else dead or "no message",
                 "" if track_ms is None else track_ms, self.history_ms or "", _now_ms(),
-                *(item for pair in fields.items() for item in pair),
+                "1" if settles else "", *(item for pair in fields.items() for item in pair),
             ],
         )  # fmt: skip
 

@@ -8,14 +8,15 @@
 --       3 trigger id, 4 now iso, 5 due ms for KEYS[3] ('' = none),
 --       6 dead-letter error ('' = none), 7 first run look ms ('' = none),
 --       8 the history window ms ('' = none), 9 now ms,
---       10.. field, value pairs for the record
+--       10 '1' when the trigger settles here (its run was over when answered),
+--       11.. field, value pairs for the record
 -- A dead-lettered trigger has settled: its record is kept for the history window, and
 -- dead letters older than that window are trimmed as this one is added (exactly: the
 -- stream is small, and `baton dlq` should not list a letter whose record is gone). The acked
 -- stream entry is deleted: it has been handed on, and the record says the rest.
 local fields = {'updated_at', ARGV[4]}
-for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
-for i = 10, #ARGV - 1, 2 do
+for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 11, #ARGV - 1, 2 do
   if ARGV[i] == 'state' then redis.call('HINCRBY', KEYS[6], 'dispatch:' .. ARGV[i + 1], 1) end
 end
 redis.call('HSET', KEYS[1], unpack(fields))
@@ -34,6 +35,8 @@ if ARGV[6] ~= '' then
   else
     redis.call('XADD', KEYS[4], '*', 'trigger_id', ARGV[3], 'error', ARGV[6], 'at', ARGV[4])
   end
+elseif ARGV[10] == '1' and history > 0 then
+  redis.call('PEXPIRE', KEYS[1], history)
 end
 if KEYS[7] then redis.call('ZREM', KEYS[7], ARGV[3]) end
 if KEYS[8] then redis.call('ZREM', KEYS[8], ARGV[3]) end
