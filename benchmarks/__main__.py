@@ -3,7 +3,9 @@
 raw XADD, one per round trip      -> baseline for HTTP single-event ingest (1, 2 API workers,
                                      and with tokens on, beside the same API without)
 raw XADD, pipelined by 100        -> baseline for HTTP batches of 100 and BatonClient batches
-event -> dispatch latency         -> p50/p99 at 1,000 events/s offered
+event -> dispatch latency         -> p50/p99 at 1,000 events/s offered, a core-burning
+                                     neighbour beside (raw consumer vs baton worker)
+worker CPU per event at 100/s     -> against the raw consumer's at the same rate
 matching time, 10 vs 100,000 contracts
 a burst of 20,000 partitions  -> dispatch and run-tracking rates, a produces chain's hop
 20,000 fired, 20,000 open     -> Redis bytes per fired partition, per open input
@@ -34,10 +36,11 @@ async def _run_all(url: str, tmp: Path, quick: bool) -> list[Row]:
         Row("raw XADD, one per round trip", one, "events/s"),
         Row("raw XADD, pipelined by 100", piped, "events/s"),
     ]
-    rows += await ingest.http(url, tmp, 10_000 // scale, one=one, piped=piped)
+    rows += await ingest.http(url, tmp, 10_000 // scale, piped=piped)
     rows += await ingest.with_tokens(url, tmp, 10_000 // scale, one=one)
     rows += await ingest.client_batches(url, 100_000 // scale, baseline=piped)
     rows += await latency.event_to_dispatch(url, tmp, rate=1000, seconds=10 // scale)
+    rows += await latency.cpu_per_event(url, tmp, rate=100, seconds=20 // scale)
     rows += matching.flat_in_contracts(sizes=(10, 100_000 // scale))
     rows += await tracking.burst(url, tmp, 20_000 // scale)
     rows += await retention.footprint(url, tmp, 20_000 // scale)

@@ -33,6 +33,24 @@ def fresh_redis(prefix: str = "baton-bench-") -> Iterator[tuple[str, Path]]:
             server.stop()
 
 
+@contextmanager
+def neighbour() -> Iterator[None]:
+    """A process burning one core for as long as the block runs: the load a shared host
+    has beside Baton (a batch job, a compiler, another service)."""
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        burner.kill()
+        burner.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process (all its threads) has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def write_config(
     tmp: Path, redis_url: str, port: int, contracts: dict[str, str], **extra: Any
 ) -> Path:
