@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from enum import StrEnum
+from functools import lru_cache
 from types import TracebackType
 from zoneinfo import ZoneInfo
 
@@ -103,6 +104,12 @@ class Calendar:
         return True
 
     def parse(self, key: str) -> Partition:
+        """The partition `key` names, with its bounds; raises PartitionError if it names
+        none. Pure, and asked for the same keys over and over (every event of a day,
+        every input of a contract): kept for the last 65,536 (calendar, key) pairs."""
+        return _parse(self, key)
+
+    def _parse(self, key: str) -> Partition:
         g = self.granularity
         if g == Granularity.NONE:
             if key:
@@ -248,6 +255,11 @@ class _InRange:
         if isinstance(exc, ValueError | OverflowError) and not isinstance(exc, PartitionError):
             where = ", ".join(map(str, self.args))
             raise PartitionError(f"no {self.granularity} partition for {where}: {exc}") from exc
+
+
+@lru_cache(maxsize=65536)
+def _parse(calendar: Calendar, key: str) -> Partition:
+    return calendar._parse(key)
 
 
 def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
