@@ -101,8 +101,12 @@ class Worker:
         )
 
     # -- the two handlers, free of FastStream ------------------------------------
-    async def process_events(self, entries: Sequence[StreamEntry]) -> list[RecordOutcome]:
-        """Match a batch of event entries, record them atomically, then ack them."""
+    async def process_events(
+        self, entries: Sequence[StreamEntry], ack: bool = True
+    ) -> list[RecordOutcome]:
+        """Match a batch of event entries, record them atomically, then ack them (with
+        `ack` False, entries no reader was handed yet: what a run produced, matched
+        ahead of the stream, which hands them to a matcher later all the same)."""
         ops: list[RecordOp] = []
         refused: list[Refusal] = []
         matcher = self.contracts.matcher
@@ -119,7 +123,7 @@ class Worker:
                 log.info("event %s not matched: %s", event.event_id, reason)
         # Before the ack: a redelivered batch notes the same refusals again.
         await self.store.refusals.note(refused)
-        ids = [entry_id for entry_id, _ in entries]
+        ids = [entry_id for entry_id, _ in entries] if ack else []
         outcomes = await self.store.record(
             ops, self.contracts.version, ack=ids, deliver_to=self.deliver_to
         )
@@ -294,6 +298,8 @@ class Worker:
 
     async def run(self, stop: asyncio.Event, match: bool = True, dispatch: bool = True) -> None:
         self.deliver_to = self.name if dispatch else ""
+        if match:  # a chain's next step is matched here at once (see tracking.py)
+            self.tracker.on_produced = partial(self.process_events, ack=False)
         await self.store.ensure_groups()
         readers = self.readers(match, dispatch)
         reading = [asyncio.create_task(r.run(stop)) for r in readers]
@@ -312,6 +318,8 @@ async def _stop_readers(readers: list[StreamReader], tasks: list[asyncio.Task[No
     for reader, task in zip(readers, tasks, strict=True):
         if reader.reading:
             task.cancel()
+    if not tasks:
+        return
     done, pending = await asyncio.wait(tasks, timeout=10)
     for task in pending:
         task.cancel()

@@ -5,28 +5,35 @@ and each duty's health as `/readyz` reads it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 import yaml
 from redis.asyncio import Redis as AsyncRedis
 
 from broker.contracts.model import Contract
 from broker.core.events import Event
-from broker.core.settings import RetrySettings
+from broker.core.settings import RetrySettings, Settings
 from broker.dispatch.dispatcher import Dispatcher
 from broker.dispatch.gate import Gates
 from broker.dispatch.target import Receipt, RunStatus, TriggerRequest
 from broker.followup.duties import Duty, run_duty
 from broker.followup.tracking import RunTracker
+from broker.ingest.intake import ingest
+from broker.matching.loaded import load_checked
 from broker.matching.matcher import Matcher
+from broker.runtime import Runtime
 from broker.state import duties
 from broker.state.duties import DutyBeats
 from broker.state.health import RedisHealth
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
+from broker.worker import Worker
 
 
 def contract(name: str, target: str) -> Contract:
@@ -245,3 +252,58 @@ async def test_a_run_over_when_answered_is_still_followed_when_it_produces(
     assert tracked == [b"baton:fast_report:2026-01-01:0"]
     record = await store.get_trigger("baton:fast_report:2026-01-01:0")
     assert record is not None and record.run_state == "queued"
+
+
+CHAIN = """
+name: first
+partitioned: daily
+when: raw.orders
+trigger: {target: hook}
+produces: [clean.orders]
+---
+name: second
+partitioned: daily
+when: clean.orders
+trigger: {target: hook}
+"""
+
+
+async def test_what_a_run_produced_is_matched_at_once_ahead_of_the_stream(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's events reader is stuck (a backlog ahead of the produced event, here
+    no reader at all): the chain's next step still fires, from the tracker's own match;
+    when the reader does get to the entry, it fires nothing again."""
+    (tmp_path / "chain.yaml").write_text(CHAIN)
+    hook_config = {"kind": "webhook", "url": "http://127.0.0.1:9/"}
+    settings = Settings(redis_url=redis_url, contracts=tmp_path, namespace="ahead",
+                        targets={"hook": hook_config})  # fmt: skip
+    runtime = await Runtime.open(settings)
+    hook = Answered()
+    worker = Worker(runtime, load_checked(settings), {"hook": hook})
+    monkeypatch.setattr(worker, "readers", lambda match, dispatch: [])
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    store = runtime.store
+    await ingest(store, [Event(dataset="raw.orders", partition="2026-11-23", event_id="r1")])
+    keys = store.keys
+    # What the events reader would hand on: the one upstream event.
+    batch = await store.read_new(keys.events, keys.matchers_group, worker.name, 10)
+    assert [json.loads(f["e"])["event_id"] for _, f in batch] == ["r1"]
+    await worker.process_events(batch)
+    second = "baton:second:2026-11-23:0"
+    started = time.monotonic()
+    while (record := await store.get_trigger(second)) is None or record.state != "succeeded":
+        assert time.monotonic() - started < 30, "waited 30s for the chain's second step"
+        await asyncio.sleep(0.01)
+    assert hook.started == 2  # first, then second: no reader read clean.orders
+    # The reader reaches the produced entry later: recorded again, it fires nothing.
+    later = await store.read_new(keys.events, keys.matchers_group, worker.name, 10)
+    assert [json.loads(f["e"])["dataset"] for _, f in later] == ["clean.orders"]
+    outcomes = await worker.process_events(later)
+    assert [o.trigger_id for o in outcomes] == [None]
+    assert (await store.redis.xpending(keys.events, keys.matchers_group))["pending"] == 0
+    stop.set()
+    await running
+    assert hook.started == 2
+    await runtime.close()

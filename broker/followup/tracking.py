@@ -15,14 +15,17 @@ after the dispatch.
 
 When a run succeeds, the contract's `produces` datasets are published for its
 partition, with event ids made from the trigger id, so a repeated look publishes nothing
-twice; that is how a chain crosses orchestrators.
+twice; that is how a chain crosses orchestrators. A worker that matches also matches
+them at once (`on_produced`), so a chain's next step does not wait behind a backlog of
+other events in the stream; the matchers read the same entries later, and recording an
+event a partition already holds changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +37,7 @@ from broker.dispatch.target import RunStatus, Target
 from broker.ingest.intake import ingest
 from broker.state.duties import tracking_duty
 from broker.state.health import is_down
+from broker.state.ports import StreamEntry
 from broker.state.redis_store import RedisStore
 
 log = logging.getLogger("baton.followup")
@@ -88,6 +92,9 @@ class RunTracker:
             for name in targets
         }
         self.lanes[""] = Lane("", keys.tracking, DEFAULT_CONCURRENCY)
+        # Given what a run produced, as events stream entries, to match them at once
+        # (the worker's matcher), ahead of whatever backlog the stream holds.
+        self.on_produced: Callable[[Sequence[StreamEntry]], Awaitable[object]] | None = None
 
     def wake(self, target: str) -> None:
         """A run of `target` was just dispatched here: look at it now."""
@@ -176,9 +183,15 @@ class RunTracker:
             for dataset in contract.produces
         ]
         try:
-            await ingest(self.store, events)
+            result = await ingest(self.store, events)
         except BacklogFull as exc:
             log.warning("cannot publish what %s produced yet: %s", trigger_id, exc)
             return False
         log.info("published %s for %s", ", ".join(contract.produces), trigger_id)
+        if self.on_produced is not None and result.entries:
+            try:
+                await self.on_produced(result.entries)
+            except Exception as exc:  # published all the same: the matchers read them
+                log.warning("matching what %s produced at once failed (%s); the events "
+                            "stream has it", trigger_id, exc)  # fmt: skip
         return True

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from broker.core.events import Encoded, Event, encode, wire, wire_time
-from broker.state.ports import EventLog
+from broker.state.ports import EventLog, StreamEntry
 
 # An event -> (the contracts it feeds, [(contract or None, why not, kind)]).
 Route = Callable[[Event], tuple[list[str], list[tuple[str | None, str, str]]]]
@@ -67,6 +67,8 @@ class IngestResult:
     duplicates: list[str] = field(default_factory=list)
     # One per event, in order; None when nobody routed them (straight to Redis).
     routes: list[EventRoute] | None = None
+    # The events stream entries the accepted events became (id, fields), in order.
+    entries: list[StreamEntry] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"accepted": self.accepted, "duplicates": self.duplicates}
@@ -105,7 +107,7 @@ async def ingest(
     # Routed before the append: whatever routing does, nothing is half-written.
     routes = None if route is None else _routes(route, events, [c[0] for c in encoded])
     result = await ingest_encoded(log, encoded, now)
-    return IngestResult(result.accepted, result.duplicates, routes)
+    return IngestResult(result.accepted, result.duplicates, routes, result.entries)
 
 
 def _routes(route: Route, events: Sequence[Event], ids: list[str]) -> list[EventRoute]:
@@ -129,8 +131,13 @@ async def ingest_encoded(
 ) -> IngestResult:
     """`ingest` for events already encoded (`broker.core.events.encode`)."""
     received = wire_time(now or datetime.now(UTC))
-    flags = await log.append([(e[0], wire(e, received)) for e in events])
+    payloads = [(e[0], wire(e, received)) for e in events]
+    added = await log.append(payloads)
     result = IngestResult()
-    for (event_id, _, _), accepted in zip(events, flags, strict=True):
-        (result.accepted if accepted else result.duplicates).append(event_id)
+    for (event_id, payload), entry_id in zip(payloads, added, strict=True):
+        if entry_id is None:
+            result.duplicates.append(event_id)
+        else:
+            result.accepted.append(event_id)
+            result.entries.append((entry_id, {"e": payload}))
     return result

@@ -122,7 +122,7 @@ class DeadLetter:
 
 
 class EventLog(Protocol):
-    async def append(self, events: Sequence[tuple[str, str]]) -> list[bool]: ...
+    async def append(self, events: Sequence[tuple[str, str]]) -> list[str | None]: ...
 
 
 class MatchState(Protocol):

@@ -45,8 +45,9 @@ class RedisStreams:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    async def append(self, events: Sequence[tuple[str, str]]) -> list[bool]:
-        """XADD each (event_id, payload) unless its id was seen; all or nothing."""
+    async def append(self, events: Sequence[tuple[str, str]]) -> list[str | None]:
+        """XADD each (event_id, payload) unless its id was seen; all or nothing. Each
+        event's new entry id, or None for a duplicate."""
         args: list[str | int] = [
             self.max_backlog,
             self.dedup_ttl_s,
@@ -59,7 +60,7 @@ class RedisStreams:
         reply = await self._ingest(keys=keys, args=args)
         if int(reply[0]) == 1:
             raise BacklogFull(int(reply[1]), self.max_backlog)
-        return [bool(int(flag)) for flag in reply[2:]]
+        return [None if added == 0 else text(added) for added in reply[2:]]
 
     async def backlog(self) -> int:
         return int(await self.redis.get(self.keys.backlog) or 0)

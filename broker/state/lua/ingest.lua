@@ -5,7 +5,7 @@
 -- (one argument each instead of two per event: encoding thousands of arguments costs
 -- the client more than the whole script costs Redis; ids are printable and payloads
 -- are JSON, so neither holds a raw newline)
--- Returns {backlog_full(0|1), backlog, flag per event (1 accepted, 0 duplicate)}
+-- Returns {backlog_full(0|1), backlog, per event: its new entry id, or 0 for a duplicate}
 local limit = tonumber(ARGV[1])
 local n = tonumber(ARGV[6])
 local backlog = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -29,9 +29,8 @@ local out = {0, backlog}
 local accepted = 0
 for i = 1, n do
   if redis.call('SET', ARGV[3] .. ids[i], '1', 'NX', 'EX', ARGV[2]) then
-    redis.call('XADD', KEYS[1], '*', 'e', payloads[i])
+    out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'e', payloads[i])
     accepted = accepted + 1
-    out[#out + 1] = 1
   else
     out[#out + 1] = 0
   end
