@@ -16,6 +16,7 @@ from redis.exceptions import NoScriptError
 
 from broker.matching.matcher import RecordOp, trigger_id_base
 from broker.state.backfill_store import BackfillStore
+from broker.state.batch import ScriptBatch
 from broker.state.deadline_store import DeadlineStore
 from broker.state.gate_store import GateStore
 from broker.state.keys import Keys
@@ -59,7 +60,7 @@ class RedisStore(RedisStreams):
         self._record = script(redis, "record", "claim")
         self._due = script(redis, "due")
         self._begin = script(redis, "begin")
-        self._finish_script = script(redis, "finish")
+        self._finish_script = ScriptBatch(redis, script(redis, "finish"))
         self._revive = script(redis, "revive")
         self._track = script(redis, "track")
 
@@ -236,9 +237,9 @@ class RedisStore(RedisStreams):
             if queue is None:
                 leave.append(keys.target_waiting(target))
         await self._finish_script(
-            keys=[keys.trigger(trigger_id), keys.triggers, queue or keys.retries,
-                  keys.dead_letters, tracking or keys.tracking, keys.stats, *leave],
-            args=[
+            [keys.trigger(trigger_id), keys.triggers, queue or keys.retries,
+             keys.dead_letters, tracking or keys.tracking, keys.stats, *leave],
+            [
                 keys.dispatchers_group, entry_id, trigger_id, _now().isoformat(),
                 "" if due_ms is None else due_ms, "" if dead is None else dead or "no message",
                 "" if track_ms is None else track_ms, self.history_ms or "", _now_ms(),

@@ -1,0 +1,73 @@
+"""ScriptBatch on a real Redis: the calls of one event-loop turn go as one pipeline,
+each gets its own answer or its own error, and a flushed script cache is survived."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from broker.state.batch import ScriptBatch
+
+INCR = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+
+
+class Counted:
+    """Counts the pipelines a client opens (a spy: the real pipeline runs)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.opened = 0
+        self.real = redis.pipeline
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.opened += 1
+        return self.real(*args, **kwargs)
+
+
+async def test_one_turns_calls_are_one_pipeline_each_with_its_own_answer(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis = Redis.from_url(redis_url)
+    incr = ScriptBatch(redis, redis.register_script(INCR))
+    await redis.script_load(INCR)  # as after a first call: one NOSCRIPT, then loaded
+    counted = Counted(redis)
+    monkeypatch.setattr(redis, "pipeline", counted)
+    answers = await asyncio.gather(*(incr([f"k{i % 3}"], [i]) for i in range(30)))
+    assert counted.opened == 1
+    # each call's own reply: k0 gets 0, 3, 6, ... in call order
+    expected, totals = [], {0: 0, 1: 0, 2: 0}
+    for i in range(30):
+        totals[i % 3] += i
+        expected.append(totals[i % 3])
+    assert answers == expected
+    # calls in later turns go in later pipelines
+    assert await incr(["k0"], [1]) == totals[0] + 1
+    assert counted.opened == 2
+    await redis.aclose()
+
+
+async def test_a_failing_call_fails_only_its_caller(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    await redis.rpush("a-list", "x")  # INCRBY on a list: WRONGTYPE
+    incr = ScriptBatch(redis, redis.register_script(INCR))
+    good, bad, after = await asyncio.gather(
+        incr(["n"], [5]), incr(["a-list"], [1]), incr(["n"], [1]), return_exceptions=True
+    )
+    assert good == 5 and after == 6
+    assert isinstance(bad, ResponseError) and "WRONGTYPE" in str(bad)
+    await redis.aclose()
+
+
+async def test_a_flushed_script_cache_is_loaded_again_and_nothing_runs_twice(
+    redis_url: str,
+) -> None:
+    redis = Redis.from_url(redis_url)
+    incr = ScriptBatch(redis, redis.register_script(INCR))
+    assert await incr(["n"], [1]) == 1
+    await redis.script_flush()
+    assert await asyncio.gather(incr(["n"], [1]), incr(["n"], [1])) == [2, 3]
+    assert int(await redis.get("n")) == 3
+    await redis.aclose()
