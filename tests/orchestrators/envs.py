@@ -37,8 +37,11 @@ class Spec:
         return f"{self.name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
+POSTGRES = ("pgserver==0.1.4", "psycopg2-binary==2.9.13", "asyncpg==0.32.0")
+
 SPECS = {
-    "airflow": Spec("airflow", ("apache-airflow==3.3.2",)),
+    # with PostgreSQL for its metadata (postgres.py: why not SQLite)
+    "airflow": Spec("airflow", ("apache-airflow==3.3.2", *POSTGRES)),
     "dagster": Spec(
         "dagster", ("dagster==1.13.27", "dagster-webserver==1.13.27", "dagster-graphql==1.13.27")
     ),

@@ -56,9 +56,9 @@ def publish_through_an_outage(
 
 
 def ask(method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """The tests' own look into an orchestrator. Its servers run on SQLite and, under
-    load, answer slowly (30 s allowed) or with a 5xx now and then ("database is
-    locked"); that is not what a test checks, so a look is taken again, a few times,
+    """The tests' own look into an orchestrator. Dagster's and Prefect's servers run on
+    SQLite and, under load, answer slowly (30 s allowed) or with a 5xx now and then
+    ("database is locked"); that is not what a test checks, so a look is taken again, a few times,
     before it counts as an answer."""
     for _ in range(10):
         response = httpx.request(method, url, timeout=30, **kwargs)
@@ -72,7 +72,7 @@ def ask(method: str, url: str, **kwargs: Any) -> httpx.Response:
 class Patient:
     """An adapter whose transient failures are tried again, as Baton's dispatcher does.
 
-    For tests that call an adapter straight against a real (SQLite-backed, loaded)
+    For tests that call an adapter straight against a real (loaded, maybe SQLite-backed)
     orchestrator: a 503 "retry later" from it is the adapter working, not the thing
     under test. Permanent rejections pass through at once."""
 

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
 
 from broker.embedded_redis import free_port
-from tests.orchestrators import envs
+from tests.orchestrators import envs, postgres
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,12 +33,15 @@ class Proc:
     args: list[str]
     log: Path
     popen: subprocess.Popen[bytes] | None = None
+    user: str | None = None  # the system user it runs as (postgres will not run as root)
+    # when it answers: the next part of the server starts only then
+    ready: Callable[[], bool] | None = None
 
     def start(self, env: dict[str, str], cwd: Path) -> None:
         with self.log.open("ab") as out:
             self.popen = subprocess.Popen(
                 self.args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, user=self.user,
             )  # fmt: skip
 
     def stop(self) -> None:
@@ -75,9 +78,13 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 180) -> Server:
+        deadline = time.monotonic() + timeout
         for proc in self.procs:
             proc.start(self.env, self.home)
-        deadline = time.monotonic() + timeout
+            while proc.ready is not None and not proc.ready():
+                if not proc.alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name}: {proc.args[:3]} not ready\n{self.tail()}")
+                time.sleep(0.1)
         while time.monotonic() < deadline:
             dead = [p for p in self.procs if not p.alive()]
             if dead:
@@ -227,33 +234,16 @@ AIRFLOW_USER, AIRFLOW_PASSWORD = "admin", "admin-secret"
 AIRFLOW_JWT_SECONDS = 8
 
 
-def _migrated_db(airflow_bin: str, env: dict[str, str], home: Path) -> None:
-    """`airflow db migrate` into this session's AIRFLOW_HOME, from a copy of the empty
-    migrated database kept beside the venv (migrating takes several seconds of CPU)."""
-    cached = envs.cache_dir() / f"{envs.SPECS['airflow'].key}-migrated.db"
-    db = Path(env["AIRFLOW_HOME"]) / "airflow.db"
-    db.parent.mkdir(parents=True, exist_ok=True)
-    if cached.exists():
-        shutil.copyfile(cached, db)
-        return
-    migrate = subprocess.run(
-        [airflow_bin, "db", "migrate"], env=env, cwd=home, capture_output=True, check=False
-    )
-    if migrate.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{migrate.stderr.decode()[-3000:]}")
-    partial = cached.with_suffix(f".{os.getpid()}.partial")
-    shutil.copyfile(db, partial)
-    partial.replace(cached)  # whole or not at all, should another run read it meanwhile
-
-
 def airflow(home: Path, jwt_seconds: int = 86400) -> Server:
     bin_dir = envs.with_baton("airflow")
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps({AIRFLOW_USER: AIRFLOW_PASSWORD}))
+    pg_bin, pg_data, pg_port = postgres.binaries(bin_dir), postgres.data_dir(), free_port()
     env = _base_env(bin_dir, home) | {
         "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url(pg_port),
         "AIRFLOW__CORE__DAGS_FOLDER": str(HERE / "airflow_dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -277,8 +267,12 @@ def airflow(home: Path, jwt_seconds: int = 86400) -> Server:
         "AIRFLOW__CORE__FERNET_KEY": "YmF0b24tdGVzdHMtZmVybmV0LWtleS0zMi1ieXRlcyE=",
     }
     airflow_bin = str(bin_dir / "airflow")
-    _migrated_db(airflow_bin, env, home)
+    pg_log = home / "postgres.log"
+    postgres.prepared(pg_bin, pg_data, pg_port, postgres.template_for(bin_dir),
+                      [airflow_bin, "db", "migrate"], env, pg_log)  # fmt: skip
     procs = [
+        Proc(postgres.command(pg_bin, pg_data, pg_port), pg_log, user=postgres.run_as(),
+             ready=partial(postgres.ready, pg_bin, pg_port)),
         Proc([airflow_bin, "api-server", "-H", "127.0.0.1", "-p", str(port)],
              home / "airflow-api.log"),
         Proc([airflow_bin, "scheduler", "--skip-serve-logs"], home / "airflow-scheduler.log"),

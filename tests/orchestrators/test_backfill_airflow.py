@@ -54,7 +54,7 @@ def test_a_30_day_backfill_keeps_3_runs_in_flight_and_survives_a_kill(
     year, month = 1990 + n % 10, [1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12][n // 10 % 11]
     first, last = f"{year}-{month:02d}-01", f"{year}-{month:02d}-30"
     cluster.write_contracts({"bf.yaml": CONTRACT.format(name=name)})
-    # Airflow on SQLite answers 5xx now and then under this load: retry like production
+    # Airflow on a loaded 2-core host answers slowly now and then: retry like production
     # would, not the 3 quick attempts the other tests use (a dead letter ends a run early)
     patient = {"initial": "0.5s", "max_delay": "2s", "max_attempts": 12}
     cluster.write_config("http://127.0.0.1:9", targets={"airflow": airflow.target()},
