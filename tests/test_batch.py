@@ -10,7 +10,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from broker.core.errors import BacklogFull
 from broker.state.batch import ScriptBatch
+from broker.state.keys import Keys
+from broker.state.streams import RedisStreams
 
 INCR = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
 
@@ -70,4 +73,27 @@ async def test_a_flushed_script_cache_is_loaded_again_and_nothing_runs_twice(
     await redis.script_flush()
     assert await asyncio.gather(incr(["n"], [1]), incr(["n"], [1])) == [2, 3]
     assert int(await redis.get("n")) == 3
+    await redis.aclose()
+
+
+async def test_events_appended_in_one_turn_share_a_pipeline_and_dedup_across_calls(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingest path: HTTP requests that land in one loop turn are one pipeline, and
+    an event id sent by two of them is still accepted once."""
+    redis = Redis.from_url(redis_url)
+    streams = RedisStreams(redis, Keys("batch-ingest"), max_backlog=3, dedup_ttl_s=60)
+    await streams.append([("warm", "{}")])  # the script loaded, as after a first call
+    counted = Counted(redis)
+    monkeypatch.setattr(redis, "pipeline", counted)
+    first, again, other = await asyncio.gather(
+        streams.append([("e1", "{}")]), streams.append([("e1", "{}")]),
+        streams.append([("e2", "{}"), ("e3", "{}")]), return_exceptions=True,
+    )  # fmt: skip
+    assert counted.opened == 1
+    assert isinstance(first, list) and first[0] is not None
+    assert again == [None]  # a duplicate, though sent in the same pipeline
+    # the backlog held 2 (warm, e1) of 3: the two-event call does not fit, and only it fails
+    assert isinstance(other, BacklogFull)
+    assert await redis.xlen("batch-ingest:events") == 2
     await redis.aclose()

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from broker.core.errors import BacklogFull
+from broker.state.batch import ScriptBatch
 from broker.state.keys import Keys
 from broker.state.ports import StreamEntry
 from broker.state.util import script, text, text_fields
@@ -27,7 +28,8 @@ class RedisStreams:
         self.keys = keys
         self.max_backlog = max_backlog
         self.dedup_ttl_s = dedup_ttl_s
-        self._ingest = script(redis, "ingest")
+        # Requests that land in the same loop turn share one pipeline (batch.py)
+        self._ingest = ScriptBatch(redis, script(redis, "ingest"))
         self._ack = script(redis, "ack")
 
     async def ensure_groups(self) -> None:
