@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from broker.contracts.cache import FileCache
 from broker.contracts.files import DEFAULT_LIMITS, LoadLimits
 from broker.contracts.loader import ContractSet, LoadedContract, dotted, load_contracts
 from broker.contracts.model import (
@@ -51,22 +53,33 @@ def target_kinds(settings: Settings) -> dict[str, str]:
 
 
 def check_configured(
-    settings: Settings, folder: Path | None = None, env: Mapping[str, str] | None = None
-) -> tuple[ContractSet, list[ContractError]]:
+    settings: Settings, folder: Path | None = None, env: Mapping[str, str] | None = None,
+    cache: FileCache | None = None,
+) -> tuple[ContractSet, list[ContractError]]:  # fmt: skip
     """`check_contracts` with what the config says (its targets, `check.require_owner`,
     its owners, the variables contracts may read), on `folder` or else the configured
     contracts folder, with `env` (default: this process's environment) for `${VAR}`.
     Every command that loads contracts checks them this way, so none accepts a set
-    another would refuse."""
+    another would refuse. With a `cache` (cache.py), unchanged files are not parsed
+    or checked again."""
+    environ = os.environ if env is None else env
+    targets, limits = target_kinds(settings), LoadLimits(**settings.contract_limits.model_dump())
+    if cache is not None:  # what a kept contract's checks depended on
+        cache.begin((sorted(targets.items()), settings.check.require_owner,
+                     sorted(settings.owners), limits, list(settings.contract_env),
+                     sorted(environ.items())))  # fmt: skip
     contract_set, errors = check_contracts(
         folder or settings.contracts,
-        target_kinds(settings),
+        targets,
         require_owner=settings.check.require_owner,
         owners=settings.owners.keys(),
-        limits=LoadLimits(**settings.contract_limits.model_dump()),
+        limits=limits,
+        cache=cache,
     )
-    environ = os.environ if env is None else env
-    errors += secret_problems(contract_set, settings.contract_env, environ)
+    checked = cache.reused if cache is not None else set()
+    unchecked = replace(contract_set, contracts=tuple(
+        c for c in contract_set.contracts if id(c) not in checked))  # fmt: skip
+    errors += secret_problems(unchecked, settings.contract_env, environ)
     errors.sort(key=lambda e: (e.location.file, e.location.line, e.message))
     return contract_set, errors
 
@@ -78,20 +91,29 @@ def check_contracts(
     require_owner: bool = False,
     owners: Collection[str] = (),
     limits: LoadLimits = DEFAULT_LIMITS,
+    cache: FileCache | None = None,
 ) -> tuple[ContractSet, list[ContractError]]:
     """Load and check `folder`; `targets` maps each configured target name to its kind,
     `owners` names the configured owners."""
-    contract_set, errors = load_contracts(folder, limits)
-    errors += check_set(contract_set, targets)
+    contract_set, errors = load_contracts(folder, limits, cache)
+    checked = cache.reused if cache is not None else set()
+    errors += check_set(contract_set, targets, checked)
     if require_owner:
-        errors += [e for c in contract_set.contracts for e in _owner(c, owners)]
+        errors += [e for c in contract_set.contracts if id(c) not in checked
+                   for e in _owner(c, owners)]  # fmt: skip
     errors.sort(key=lambda e: (e.location.file, e.location.line, e.message))
     return contract_set, errors
 
 
-def check_set(contract_set: ContractSet, targets: Mapping[str, str]) -> list[ContractError]:
+def check_set(
+    contract_set: ContractSet, targets: Mapping[str, str], checked: Collection[int] = ()
+) -> list[ContractError]:
+    """Every check; those of one contract not for the contracts whose ids are in
+    `checked` (kept from a clean load under the same settings)."""
     errors = list(_duplicates(contract_set))
     for loaded in contract_set.contracts:
+        if id(loaded) in checked:
+            continue
         errors += _trigger(loaded, targets)
         errors += _inputs(loaded)
     errors += _cycles(contract_set)

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from broker.contracts.cache import FileCache
 from broker.contracts.files import (
     DEFAULT_LIMITS,
     LoadLimits,
@@ -61,10 +62,11 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_contracts(
-    folder: Path, limits: LoadLimits = DEFAULT_LIMITS
+    folder: Path, limits: LoadLimits = DEFAULT_LIMITS, cache: FileCache | None = None
 ) -> tuple[ContractSet, list[ContractError]]:
     """Load every contract file under `folder`; collect all errors and keep going, up to
-    a folder-wide limit."""
+    a folder-wide limit. With a `cache`, a file whose text is what it was at the last
+    clean load is not parsed again (cache.py)."""
     if not folder.is_dir():
         error = ContractError(Location(str(folder)), "no such contracts folder")
         return ContractSet((), content_version([])), [error]
@@ -80,9 +82,16 @@ def load_contracts(
             text = None
         if text is not None:
             texts.append((str(path.relative_to(folder)), text))
+            kept = cache.reuse(str(path), text, spent) if cache is not None else None
+            if kept is not None:
+                loaded += kept
+                continue
+            values = spent.values
             good, bad = load_text(text, str(path), limits, spent)
             loaded += good
             errors += bad
+            if cache is not None:
+                cache.parsed(str(path), text, spent.values - values)
         if spent.full:
             break
     return ContractSet(tuple(loaded), git_version(folder, content_version(texts))), errors

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+from broker.contracts.cache import FileCache
 from broker.contracts.check import check_configured
 from broker.contracts.loader import ContractSet
 from broker.contracts.model import Contract
@@ -25,6 +26,8 @@ class Contracts:
 
     contract_set: ContractSet
     matcher: Matcher = field(init=False)
+    # what its files loaded to, for the next load to reuse (the same object from set to set)
+    cache: FileCache = field(default_factory=FileCache, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.matcher = Matcher(c.contract for c in self.contract_set.contracts)
@@ -37,16 +40,20 @@ class Contracts:
         return self.matcher.contracts
 
 
-def load_checked(settings: Settings) -> Contracts:
-    """Load and check the contracts folder; any error refuses the whole set."""
+def load_checked(settings: Settings, cache: FileCache | None = None) -> Contracts:
+    """Load and check the contracts folder; any error refuses the whole set. With the
+    `cache` of the set running, only the files that changed are parsed and checked."""
+    cache = FileCache() if cache is None else cache
     with _no_collection():
-        contract_set, errors = check_configured(settings)
+        contract_set, errors = check_configured(settings, cache=cache)
         if errors:
             raise ConfigError("contracts rejected:\n" + "\n".join(str(e) for e in errors))
         # Checked: the line of each field was for the errors there were none of (~1.6 KB
         # a contract); a contract's own location stays.
-        kept = tuple(replace(c, lines={}) for c in contract_set.contracts)
-        return Contracts(replace(contract_set, contracts=kept))
+        kept = tuple(c if id(c) in cache.reused else replace(c, lines={})
+                     for c in contract_set.contracts)  # fmt: skip
+        cache.commit(kept)
+        return Contracts(replace(contract_set, contracts=kept), cache)
 
 
 @contextmanager

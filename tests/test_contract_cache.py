@@ -1,0 +1,107 @@
+"""A reload parses and checks again only the files that changed (contracts/cache.py),
+and refuses exactly what a load from scratch refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.core.errors import ConfigError
+from broker.core.settings import Settings
+from broker.matching.loaded import Contracts, load_checked
+
+CONTRACT = """name: {name}
+partitioned: daily
+when: {{all_of: [warehouse.{name}, warehouse.fx]}}
+trigger: {{target: {target}, body: {{day: "{{{{ partition }}}}"}}}}
+"""
+
+
+def settings(folder: Path, **extra: Any) -> Settings:
+    targets = {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9"}}
+    return Settings.model_validate({"contracts": str(folder), "targets": targets, **extra})
+
+
+def write(folder: Path, name: str, target: str = "hook", **kw: str) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(CONTRACT.format(name=name, target=target) + "".join(
+        f"{k}: {v}\n" for k, v in kw.items()))  # fmt: skip
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    for i in range(5):
+        write(tmp_path, f"c{i}")
+    return tmp_path
+
+
+def test_only_a_changed_file_is_parsed_again(folder: Path) -> None:
+    first = load_checked(settings(folder))
+    assert first.cache.reused == set()  # a first load parses everything
+    write(folder, "c2", description="'changed'")
+    second = load_checked(settings(folder), first.cache)
+    assert len(second.cache.reused) == 4
+    assert second.by_name()["c2"].description == "changed"
+    assert second.version != first.version
+    # the unchanged contracts are the very objects of the running set
+    assert second.by_name()["c0"] is first.by_name()["c0"]
+    third = load_checked(settings(folder), second.cache)
+    assert len(third.cache.reused) == 5 and third.version == second.version
+
+
+def test_a_removed_file_is_gone_and_an_added_one_comes(folder: Path) -> None:
+    first = load_checked(settings(folder))
+    (folder / "c4.yaml").unlink()
+    write(folder, "c9")
+    second = load_checked(settings(folder), first.cache)
+    assert set(second.by_name()) == {"c0", "c1", "c2", "c3", "c9"}
+    assert str(folder / "c4.yaml") not in second.cache.files
+
+
+def test_a_broken_file_is_refused_each_time_until_it_is_fixed(folder: Path) -> None:
+    first = load_checked(settings(folder))
+    (folder / "c1.yaml").write_text("name: c1\nwhen: [unclosed\n")
+    for _ in range(2):  # refused again, not remembered as good
+        with pytest.raises(ConfigError, match=r"c1\.yaml"):
+            load_checked(settings(folder), first.cache)
+    write(folder, "c1")
+    assert "c1" in load_checked(settings(folder), first.cache).by_name()
+
+
+def test_a_name_taken_by_a_changed_file_is_refused_though_the_first_is_kept(
+    folder: Path,
+) -> None:
+    first = load_checked(settings(folder))
+    (folder / "c3.yaml").write_text(CONTRACT.format(name="c0", target="hook"))
+    with pytest.raises(ConfigError, match="'c0' is already used"):
+        load_checked(settings(folder), first.cache)
+
+
+def test_kept_contracts_are_checked_again_when_the_settings_change(folder: Path) -> None:
+    write(folder, "c0", target="other")
+    config = settings(folder)
+    both = config.model_copy(
+        update={"targets": {**config.targets, "other": config.targets["hook"]}}
+    )
+    first = load_checked(both)
+    # the file did not change; the target it names is gone: refused as from scratch
+    with pytest.raises(ConfigError, match="unknown target 'other'"):
+        load_checked(config, first.cache)
+    with pytest.raises(ConfigError, match="unknown target 'other'"):
+        load_checked(config)
+
+
+def test_a_kept_contract_is_checked_again_when_the_environment_changes(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (folder / "c0.yaml").write_text(CONTRACT.format(name="c0", target="hook").replace(
+        "body:", 'headers: {Authorization: "Bearer ${BATON_T_TOKEN}"}, body:'))  # fmt: skip
+    config = settings(folder, contract_env=["BATON_T_TOKEN"])
+    monkeypatch.setenv("BATON_T_TOKEN", "x")
+    first: Contracts = load_checked(config)
+    monkeypatch.delenv("BATON_T_TOKEN")
+    with pytest.raises(ConfigError, match="BATON_T_TOKEN is not set"):
+        load_checked(config, first.cache)
