@@ -3,11 +3,15 @@ and refuses exactly what a load from scratch refuses."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from broker.contracts import cache, loader
+from broker.contracts.model import iter_inputs
 from broker.core.errors import ConfigError
 from broker.core.settings import Settings
 from broker.matching.loaded import Contracts, load_checked
@@ -105,3 +109,57 @@ def test_a_kept_contract_is_checked_again_when_the_environment_changes(
     monkeypatch.delenv("BATON_T_TOKEN")
     with pytest.raises(ConfigError, match="BATON_T_TOKEN is not set"):
         load_checked(config, first.cache)
+
+
+def datasets(contracts: Contracts, name: str) -> set[str]:
+    return {i.dataset for i in iter_inputs(contracts.by_name()[name].when)}
+
+
+def aged(folder: Path) -> None:
+    """Every file's times a minute back, as for files written well before a load."""
+    old = time.time() - 60
+    for path in folder.iterdir():
+        os.utime(path, (old, old))
+
+
+def test_a_file_stat_says_is_unchanged_is_not_read_again(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aged(folder)
+    time.sleep(cache.RACY_S + 0.1)  # utime set their ctimes to now: let those age too
+    first = load_checked(settings(folder))
+    reads: list[str] = []
+    real = loader.read_file
+
+    def counted(path: Path, spent: Any) -> str | None:
+        reads.append(path.name)
+        return real(path, spent)
+
+    monkeypatch.setattr(loader, "read_file", counted)
+    write(folder, "c2", description="'changed'")
+    second = load_checked(settings(folder), first.cache)
+    assert reads == ["c2.yaml"]
+    assert second.by_name()["c2"].description == "changed"
+    assert second.version != first.version
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_still_seen(folder: Path) -> None:
+    aged(folder)
+    time.sleep(cache.RACY_S + 0.1)
+    path = folder / "c1.yaml"
+    first = load_checked(settings(folder))
+    before = path.stat()
+    path.write_text(path.read_text().replace("warehouse.fx", "warehouse.fy"))  # same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the same mtime
+    assert path.stat().st_size == before.st_size
+    second = load_checked(settings(folder), first.cache)  # the ctime moved: read again
+    assert "warehouse.fy" in datasets(second, "c1")
+
+
+def test_a_file_written_just_before_a_load_is_read_again_at_the_next(folder: Path) -> None:
+    first = load_checked(settings(folder))  # all written just now: too recent to trust
+    assert all(kept.stat is None for kept in first.cache.files.values())
+    path = folder / "c3.yaml"
+    path.write_text(path.read_text().replace("warehouse.fx", "warehouse.fz"))
+    second = load_checked(settings(folder), first.cache)
+    assert "warehouse.fz" in datasets(second, "c3")

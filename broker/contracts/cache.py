@@ -1,11 +1,13 @@
 """What each contract file loaded to when a set last loaded cleanly, so that a reload
 parses and checks again only the files that changed.
 
-A file is known by its path and a digest of its text: every file is still read at each
-load (a stat could miss an edit that keeps the size and the mtime), but an unchanged one
-is not composed, validated or rendered again. What it loaded to is kept as the running
-set keeps it, without its line map. A file that failed is never kept: its errors are
-found afresh each time.
+A file is known by its path and a digest of its text, and by what `stat` said just
+before it was read. A file whose stat is the same (size, mtime, ctime, inode) is not read
+again; one that was written within `RACY_S` of that stat is read again regardless (a
+second write in the same clock tick could keep the size and the times), and a read file
+whose digest is the same is not composed, validated or rendered again. What it loaded
+to is kept as the running set keeps it, without its line map. A file that failed is
+never kept: its errors are found afresh each time.
 
 The checks of one contract (its trigger's templates, its inputs, its owner, the
 environment variables it reads) are not run again for a kept contract while what they
@@ -17,6 +19,8 @@ twice, cycles) always run on the whole set.
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,8 +31,26 @@ if TYPE_CHECKING:
     from broker.contracts.loader import LoadedContract
 
 
+RACY_S = 2.0
+
+Stat = tuple[int, int, int, int, int]  # device, inode, size, mtime and ctime (ns)
+
+
 def digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def stat_of(path: str) -> Stat | None:
+    """What stat says of `path` now, to keep if the file is then read; None for a file
+    changed too lately to be told apart from a write yet to come in the same tick."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    racy = time.time_ns() - int(RACY_S * 1e9)
+    if info.st_mtime_ns > racy or info.st_ctime_ns > racy:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +58,7 @@ class Kept:
     digest: bytes
     contracts: tuple[LoadedContract, ...]
     values: int  # what its documents spent of the folder's `max_folder_values`
+    stat: Stat | None  # taken before it was read (None: read it again next time)
 
 
 @dataclass
@@ -44,7 +67,7 @@ class FileCache:
     files: dict[str, Kept] = field(default_factory=dict)
     # the load in progress: ids of the kept contracts it reused, and every file it read
     reused: set[int] = field(default_factory=set)
-    _seen: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    _seen: dict[str, tuple[bytes, int, Stat | None]] = field(default_factory=dict)
 
     def begin(self, key: object) -> None:
         """Start a load whose checks depend on `key`."""
@@ -52,25 +75,47 @@ class FileCache:
             self.files, self.key = {}, key
         self.reused, self._seen = set(), {}
 
-    def reuse(self, path: str, text: str, spent: Spent) -> tuple[LoadedContract, ...] | None:
-        """The contracts `path` loaded to last time if its text is the same and they fit
-        in what the folder has left (counted as spent); None to parse it."""
+    def unread(self, path: str, spent: Spent) -> Kept | None:
+        """What `path` loaded to last time if stat says it has not changed since it was
+        read (and it fits in what the folder has left); None to read it."""
         kept = self.files.get(path)
-        if kept is None or kept.digest != digest(text):
+        if kept is None or kept.stat is None or stat_of(path) != kept.stat:
             return None
+        size = kept.stat[2]
+        if spent.bytes + size > spent.limits.max_folder_bytes:
+            return None  # read again, so the limit's error names the place
+        if self._fits(kept, spent) is None:
+            return None
+        spent.bytes += size
+        self._seen[path] = (kept.digest, kept.values, kept.stat)
+        return kept
+
+    def reuse(
+        self, path: str, text_digest: bytes, stat: Stat | None, spent: Spent
+    ) -> tuple[LoadedContract, ...] | None:
+        """The contracts `path` loaded to last time if its text (just read, after `stat`)
+        is the same; None to parse it."""
+        kept = self.files.get(path)
+        if kept is None or kept.digest != text_digest or self._fits(kept, spent) is None:
+            return None
+        self._seen[path] = (kept.digest, kept.values, stat)
+        return kept.contracts
+
+    def _fits(self, kept: Kept, spent: Spent) -> Kept | None:
+        """`kept` counted as spent, if it fits in what the folder has left (else None,
+        parsed again, so that the limit's error names the place)."""
         limits = spent.limits
         if (spent.contracts + len(kept.contracts) > limits.max_contracts
                 or spent.values + kept.values > limits.max_folder_values):  # fmt: skip
-            return None  # parsed again, so the limit's error names the place
+            return None
         spent.contracts += len(kept.contracts)
         spent.values += kept.values
         self.reused.update(id(c) for c in kept.contracts)
-        self._seen[path] = (kept.digest, kept.values)
-        return kept.contracts
+        return kept
 
-    def parsed(self, path: str, text: str, values: int) -> None:
+    def parsed(self, path: str, text_digest: bytes, values: int, stat: Stat | None) -> None:
         """`path` was parsed this time, spending `values`."""
-        self._seen[path] = (digest(text), values)
+        self._seen[path] = (text_digest, values, stat)
 
     def commit(self, contracts: Iterable[LoadedContract]) -> None:
         """The load succeeded with `contracts` (as the running set keeps them): keep each
@@ -79,7 +124,7 @@ class FileCache:
         for loaded in contracts:
             by_file[loaded.location.file].append(loaded)
         self.files = {
-            path: Kept(d, tuple(by_file.get(path, ())), values)
-            for path, (d, values) in self._seen.items()
+            path: Kept(d, tuple(by_file.get(path, ())), values, stat)
+            for path, (d, values, stat) in self._seen.items()
         }
         self._seen = {}

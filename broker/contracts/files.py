@@ -163,9 +163,10 @@ def git_version(folder: Path, content: str) -> str:
     return f"{commit}-dirty-{content[:8]}" if dirty.stdout.strip() else commit
 
 
-def content_version(texts: list[tuple[str, str]]) -> str:
-    """A hash of each file's name (within the folder) and text: the version outside Git."""
+def content_version(files: list[tuple[str, bytes]]) -> str:
+    """A hash of each file's name (within the folder) and the digest of its text: the
+    version outside Git."""
     digest = hashlib.sha256()
-    for name, text in sorted(texts):
-        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    for name, text_digest in sorted(files):
+        digest.update(name.encode() + b"\0" + text_digest)
     return digest.hexdigest()[:12]

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from broker.contracts.cache import FileCache
+from broker.contracts.cache import FileCache, digest, stat_of
 from broker.contracts.files import (
     DEFAULT_LIMITS,
     LoadLimits,
@@ -73,28 +73,37 @@ def load_contracts(
     spent = Spent(limits)
     files, errors = contract_files(folder, spent)
     loaded: list[LoadedContract] = []
-    texts: list[tuple[str, str]] = []
+    versions: list[tuple[str, bytes]] = []  # (name within the folder, digest of its text)
+    prefix = len(str(folder)) + 1
     for path in files:
+        name = str(path)
+        unread = cache.unread(name, spent) if cache is not None else None
+        if unread is not None:
+            versions.append((name[prefix:], unread.digest))
+            loaded += unread.contracts
+            continue
+        stat = stat_of(name) if cache is not None else None  # before the read
         try:
             text = read_file(path, spent)
         except ContractError as exc:
             errors.append(exc)
             text = None
         if text is not None:
-            texts.append((str(path.relative_to(folder)), text))
-            kept = cache.reuse(str(path), text, spent) if cache is not None else None
+            text_digest = digest(text)
+            versions.append((name[prefix:], text_digest))
+            kept = cache.reuse(name, text_digest, stat, spent) if cache is not None else None
             if kept is not None:
                 loaded += kept
                 continue
             values = spent.values
-            good, bad = load_text(text, str(path), limits, spent)
+            good, bad = load_text(text, name, limits, spent)
             loaded += good
             errors += bad
             if cache is not None:
-                cache.parsed(str(path), text, spent.values - values)
+                cache.parsed(name, text_digest, spent.values - values, stat)
         if spent.full:
             break
-    return ContractSet(tuple(loaded), git_version(folder, content_version(texts))), errors
+    return ContractSet(tuple(loaded), git_version(folder, content_version(versions))), errors
 
 
 def load_text(
