@@ -18,6 +18,7 @@ from broker.core.events import Event
 from broker.matching.matcher import Matcher
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
+from broker.time import deadlines
 from broker.time.deadlines import DeadlineClock, deadline_at
 from tests.conftest import Cluster, wait_until
 
@@ -280,3 +281,28 @@ async def test_an_event_marked_backfill_puts_nothing_on_the_clock(world: World) 
     assert await world.publish(clock, "orders", "2026-11-02") == "recorded"  # not marked
     assert await clock.round(utc("2026-11-23T10:00:01Z")) == 1
     assert [a["partition"] for a in await world.alerts()] == ["2026-11-02"]
+
+
+async def test_more_contracts_than_a_chunk_all_go_on_the_clock_and_catch_up(
+    world: World,
+) -> None:
+    n = deadlines.SCHEDULE_CHUNK * 2 + 7  # three chunks, the last a short one
+    many = {f"r{i}": contract("+1h").model_copy(update={"name": f"r{i}"}) for i in range(n)}
+    world.contracts = many
+    clock = world.clock()
+    await clock.round(utc("2026-11-23T10:00:00Z"))
+    keys = world.store.keys
+    assert await world.redis.zcard(keys.deadlines) == n
+    assert len(await world.redis.hgetall(keys.deadline_cursor)) == n
+    # two days later every contract has its two new partitions watched, the two past
+    # deadlines alerted (2026-11-23 and -24; a round decides 100) and the open one ahead
+    alerted = 0
+    while queued := await clock.round(utc("2026-11-25T12:00:00Z")):
+        alerted += queued
+    assert alerted == 2 * n
+    assert await world.redis.zcard(keys.deadlines) == n
+    # one contract goes hourly: its daily cursor no longer parses, it starts afresh
+    hourly = contract("+1h", partitioned="hourly").model_copy(update={"name": "r0"})
+    world.contracts = {**many, "r0": hourly}
+    await world.clock().round(utc("2026-11-25T12:30:00Z"))
+    assert await world.redis.hget(keys.deadline_cursor, "r0") == b"2026-11-25T12"

@@ -8,7 +8,7 @@ so any number of workers can run the clock side by side.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -117,14 +117,24 @@ class DeadlineStore:
         raw = await self.redis.hgetall(self.keys.deadline_cursor)
         return {text(k): text(v) for k, v in raw.items()}
 
-    async def set_cursor(self, contract: str, partition: str) -> None:
-        await self.redis.hset(self.keys.deadline_cursor, contract, partition)
+    async def set_cursors(self, cursors: Mapping[str, str]) -> None:
+        """Contract -> the last partition put on the clock, for many at once."""
+        if cursors:
+            mapping: dict[str | bytes, str | bytes] = dict(cursors.items())
+            await self.redis.hset(self.keys.deadline_cursor, mapping=mapping)  # type: ignore[arg-type]
 
-    async def since(self, contract: str, now: datetime) -> datetime:
-        """When the clock first watched `contract` (now, the first time it is asked)."""
-        await self.redis.hsetnx(self.keys.deadline_since, contract, now.isoformat())
-        raw = await self.redis.hget(self.keys.deadline_since, contract)
-        return datetime.fromisoformat(text(raw)) if raw else now
+    async def since(self, contracts: Sequence[str], now: datetime) -> dict[str, datetime]:
+        """When the clock first watched each of `contracts` (now, the first time it is
+        asked), in one round trip."""
+        if not contracts:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for contract in contracts:
+                pipe.hsetnx(self.keys.deadline_since, contract, now.isoformat())
+            pipe.hmget(self.keys.deadline_since, list(contracts))
+            replies: list[Any] = await pipe.execute()
+        return {c: datetime.fromisoformat(text(raw)) if raw else now
+                for c, raw in zip(contracts, replies[-1], strict=True)}  # fmt: skip
 
     async def alerts(self, limit: int = 100) -> list[dict[str, str]]:
         """The newest alerts first, as queued (sent or still waiting)."""

@@ -48,6 +48,7 @@ log = logging.getLogger("baton.deadlines")
 
 # How many past partitions one contract may put on the clock in one catch-up.
 CATCH_UP = 1000
+SCHEDULE_CHUNK = 500  # contracts whose cursors move in one set of round trips
 
 
 def watched(contract: Contract) -> bool:
@@ -122,35 +123,31 @@ class DeadlineClock:
         return await self.fire_due(contracts, now)
 
     async def schedule(self, contracts: Mapping[str, Contract], now: datetime) -> None:
+        """Put the partitions each contract reached since its cursor on the clock, then
+        move the cursor: SCHEDULE_CHUNK contracts a few round trips at a time (at a new
+        day, or after a start, every contract moves at once)."""
         if not contracts:
             return
         cursors = await self.store.cursors()
+        behind = []
         for name, contract in contracts.items():
             cal = contract_calendar(contract)
             current = cal.key_of(now)
             last = cursors.get(name)
-            if last == current:
-                continue
-            keys = await self._since(name, cal, last, current, now)
-            await self.store.watch([(name, k, _ms(self._deadline(contract, k))) for k in keys])
-            await self.store.set_cursor(name, current)
-
-    async def _since(
-        self, name: str, cal: Calendar, last: str | None, current: str, now: datetime
-    ) -> list[str]:
-        """The partitions after `last` up to `current` (from the first watch without one)."""
-        start: str | None = None
-        if last is not None:
-            try:
-                start = cal.shift(last, 1)
-            except PartitionError:  # the contract's partitioning changed: start afresh
-                start = None
-        if start is None:
-            start = cal.key_of(await self.store.since(name, now))
-        keys = [start]
-        while keys[-1] != current and len(keys) <= 100 * CATCH_UP:
-            keys.append(cal.shift(keys[-1], 1))
-        return keys[-CATCH_UP:]
+            if last != current:
+                behind.append((name, contract, cal, _after(cal, last), current))
+        for at in range(0, len(behind), SCHEDULE_CHUNK):
+            chunk = behind[at : at + SCHEDULE_CHUNK]
+            since = await self.store.since([n for n, _, _, start, _ in chunk if start is None],
+                                           now)  # fmt: skip
+            items, moved = [], {}
+            for name, contract, cal, start, current in chunk:
+                first = start if start is not None else cal.key_of(since[name])
+                items += [(name, k, _ms(self._deadline(contract, k)))
+                          for k in _up_to(cal, first, current)]  # fmt: skip
+                moved[name] = current
+            await self.store.watch(items)
+            await self.store.set_cursors(moved)
 
     async def fire_due(self, contracts: Mapping[str, Contract], now: datetime) -> int:
         queued = 0
@@ -222,3 +219,22 @@ class DeadlineClock:
             if await self.store.recovered(op.contract, op.partition, outcome.trigger_id, now):
                 log.info("%s [%s] recovered: %s fired after its deadline alert",
                          op.contract, op.partition, outcome.trigger_id)  # fmt: skip
+
+
+def _after(cal: Calendar, last: str | None) -> str | None:
+    """The partition after the cursor `last`; None to start from when the clock first
+    watched the contract (no cursor, or the contract's partitioning changed)."""
+    if last is None:
+        return None
+    try:
+        return cal.shift(last, 1)
+    except PartitionError:
+        return None
+
+
+def _up_to(cal: Calendar, start: str, current: str) -> list[str]:
+    """The partitions from `start` up to `current`, the last CATCH_UP of them."""
+    keys = [start]
+    while keys[-1] != current and len(keys) <= 100 * CATCH_UP:
+        keys.append(cal.shift(keys[-1], 1))
+    return keys[-CATCH_UP:]
