@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
 RACY_S = 2.0
 
-Stat = tuple[int, int, int, int, int]  # device, inode, size, mtime and ctime (ns)
+# A hash of (device, inode, size, mtime ns, ctime ns), with the size beside it: one int
+# a file rather than a tuple of five (100,000 files: ~20 MiB less).
+Stat = tuple[int, int]
 
 
 def digest(text: str) -> bytes:
@@ -50,7 +52,8 @@ def stat_of(path: str) -> Stat | None:
     racy = time.time_ns() - int(RACY_S * 1e9)
     if info.st_mtime_ns > racy or info.st_ctime_ns > racy:
         return None
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    return hash(key), info.st_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +84,7 @@ class FileCache:
         kept = self.files.get(path)
         if kept is None or kept.stat is None or stat_of(path) != kept.stat:
             return None
-        size = kept.stat[2]
+        size = kept.stat[1]
         if spent.bytes + size > spent.limits.max_folder_bytes:
             return None  # read again, so the limit's error names the place
         if self._fits(kept, spent) is None:
