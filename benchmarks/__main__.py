@@ -39,7 +39,7 @@ async def _run_all(url: str, tmp: Path, quick: bool) -> list[Row]:
     rows += await ingest.http(url, tmp, 10_000 // scale, piped=piped)
     rows += await ingest.with_tokens(url, tmp, 10_000 // scale, one=one)
     rows += await ingest.client_batches(url, 100_000 // scale, baseline=piped)
-    rows += await latency.event_to_dispatch(url, tmp, rate=1000, seconds=10 // scale)
+    rows += await latency.event_to_dispatch(url, tmp, rate=1000, seconds=6 // scale)
     rows += await latency.cpu_per_event(url, tmp, rate=100, seconds=20 // scale)
     rows += matching.flat_in_contracts(sizes=(10, 100_000 // scale))
     rows += await tracking.burst(url, tmp, 20_000 // scale)
