@@ -131,7 +131,7 @@ def test_a_file_stat_says_is_unchanged_is_not_read_again(
     reads: list[str] = []
     real = loader.read_file
 
-    def counted(path: Path, spent: Any) -> str | None:
+    def counted(path: Path, spent: Any) -> tuple[str, os.stat_result] | None:
         reads.append(path.name)
         return real(path, spent)
 

@@ -42,13 +42,9 @@ def digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
-def stat_of(path: str) -> Stat | None:
-    """What stat says of `path` now, to keep if the file is then read; None for a file
+def stat_of(info: os.stat_result) -> Stat | None:
+    """What to keep of a file's stat, taken just before it was read; None for a file
     changed too lately to be told apart from a write yet to come in the same tick."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
     racy = time.time_ns() - int(RACY_S * 1e9)
     if info.st_mtime_ns > racy or info.st_ctime_ns > racy:
         return None
@@ -82,12 +78,16 @@ class FileCache:
         """What `path` loaded to last time if stat says it has not changed since it was
         read (and it fits in what the folder has left); None to read it."""
         kept = self.files.get(path)
-        if kept is None or kept.stat is None or stat_of(path) != kept.stat:
+        if kept is None or kept.stat is None:
+            return None
+        try:
+            now = stat_of(os.stat(path))
+        except OSError:
             return None
         size = kept.stat[1]
-        if spent.bytes + size > spent.limits.max_folder_bytes:
-            return None  # read again, so the limit's error names the place
-        if self._fits(kept, spent) is None:
+        if now != kept.stat or spent.bytes + size > spent.limits.max_folder_bytes:
+            return None  # read again (so a limit's error names the place)
+        if not self._fits(kept, spent):
             return None
         spent.bytes += size
         self._seen[path] = (kept.digest, kept.values, kept.stat)
@@ -99,22 +99,22 @@ class FileCache:
         """The contracts `path` loaded to last time if its text (just read, after `stat`)
         is the same; None to parse it."""
         kept = self.files.get(path)
-        if kept is None or kept.digest != text_digest or self._fits(kept, spent) is None:
+        if kept is None or kept.digest != text_digest or not self._fits(kept, spent):
             return None
         self._seen[path] = (kept.digest, kept.values, stat)
         return kept.contracts
 
-    def _fits(self, kept: Kept, spent: Spent) -> Kept | None:
-        """`kept` counted as spent, if it fits in what the folder has left (else None,
-        parsed again, so that the limit's error names the place)."""
+    def _fits(self, kept: Kept, spent: Spent) -> bool:
+        """Whether `kept` fits in what the folder has left, and if so counted as spent
+        (if not, it is parsed again, so that the limit's error names the place)."""
         limits = spent.limits
         if (spent.contracts + len(kept.contracts) > limits.max_contracts
                 or spent.values + kept.values > limits.max_folder_values):  # fmt: skip
-            return None
+            return False
         spent.contracts += len(kept.contracts)
         spent.values += kept.values
         self.reused.update(id(c) for c in kept.contracts)
-        return kept
+        return True
 
     def parsed(self, path: str, text_digest: bytes, values: int, stat: Stat | None) -> None:
         """`path` was parsed this time, spending `values`."""

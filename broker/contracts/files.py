@@ -97,9 +97,10 @@ _KINDS = {stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "characte
           stat.S_IFBLK: "block device"}  # fmt: skip
 
 
-def read_file(path: Path, spent: Spent) -> str | None:
-    """The text of a contract file; None for a folder or no file (any more: one removed
-    meanwhile, or a dangling symlink such as an editor's lock file)."""
+def read_file(path: Path, spent: Spent) -> tuple[str, os.stat_result] | None:
+    """The text of a contract file, and what stat said of it just before it was read;
+    None for a folder or no file (any more: one removed meanwhile, or a dangling symlink
+    such as an editor's lock file)."""
     where = Location(str(path), 1)
     try:
         info = path.stat()
@@ -117,7 +118,7 @@ def read_file(path: Path, spent: Spent) -> str | None:
         raise ContractError(where, f"cannot be read: {exc.strerror or exc}") from None
     if len(data) > spent.limits.max_file_bytes:
         raise ContractError(where, f"the file grew {spent.over('max_file_bytes', 'bytes')}")
-    return _decode(data, str(path))
+    return _decode(data, str(path)), info
 
 
 def _admit(info: os.stat_result, where: Location, spent: Spent) -> None:

@@ -82,13 +82,13 @@ def load_contracts(
             versions.append((name[prefix:], unread.digest))
             loaded += unread.contracts
             continue
-        stat = stat_of(name) if cache is not None else None  # before the read
         try:
-            text = read_file(path, spent)
+            read = read_file(path, spent)
         except ContractError as exc:
             errors.append(exc)
-            text = None
-        if text is not None:
+            read = None
+        if read is not None:
+            text, stat = read[0], stat_of(read[1])
             text_digest = digest(text)
             versions.append((name[prefix:], text_digest))
             kept = cache.reuse(name, text_digest, stat, spent) if cache is not None else None

@@ -139,7 +139,9 @@ class DeadlineClock:
         behind = []
         for name, contract in contracts.items():
             cal = contract_calendar(contract)
-            current = currents.get(cal) or currents.setdefault(cal, cal.key_of(now))
+            current = currents.get(cal)
+            if current is None:
+                current = currents[cal] = cal.key_of(now)
             last = cursors.get(name)
             if last != current:
                 behind.append((name, contract, cal, _after(cal, last), current))
