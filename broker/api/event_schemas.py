@@ -51,6 +51,35 @@ _NAMED: dict[str, Any] = {
     },
     "required": ["namespace", "name"],
 }
+_PARTITION_KEY: dict[str, Any] = {"type": "string", "pattern": r"^[\x21-\x7e]{1,128}$"}
+_OUTPUT: dict[str, Any] = {
+    **_NAMED,
+    "properties": {
+        **_NAMED["properties"],
+        "facets": {
+            "type": "object",
+            "description": "`partition` is the facet `openlineage.partition_facet` names "
+            "(its default): a partition key, or an object with one as `key`",
+            "properties": {
+                "partition": {
+                    "oneOf": [
+                        _PARTITION_KEY,
+                        {"type": "object", "properties": {"key": _PARTITION_KEY}},
+                    ]
+                }
+            },
+        },
+        "outputFacets": {
+            "type": "object",
+            "properties": {
+                "outputStatistics": {
+                    "type": "object",
+                    "properties": {"rowCount": {"type": "integer"}},
+                }
+            },
+        },
+    },
+}
 RUN_EVENT: dict[str, Any] = {
     "type": "object",
     "description": "An OpenLineage RunEvent (spec 2-0-2); only what Baton reads is listed",
@@ -60,11 +89,24 @@ RUN_EVENT: dict[str, Any] = {
         "producer": {"type": "string", "maxLength": 256},
         "run": {
             "type": "object",
-            "properties": {"runId": {"type": "string", "format": "uuid"}},
+            "properties": {
+                "runId": {"type": "string", "format": "uuid"},
+                "facets": {
+                    "type": "object",
+                    "properties": {
+                        "nominalTime": {
+                            "type": "object",
+                            "properties": {
+                                "nominalStartTime": {"type": "string", "format": "date-time"}
+                            },
+                        }
+                    },
+                },
+            },
             "required": ["runId"],
         },
         "job": _NAMED,
-        "outputs": {"type": "array", "items": _NAMED, "maxItems": 100},
+        "outputs": {"type": "array", "items": _OUTPUT, "maxItems": 100},
     },
     "required": ["eventType", "eventTime", "run", "job", "producer"],
 }
