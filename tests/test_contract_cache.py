@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from broker.contracts import cache, loader
+from broker.contracts.files import DEFAULT_LIMITS, Spent, contract_files
 from broker.contracts.model import iter_inputs
 from broker.core.errors import ConfigError
 from broker.core.settings import Settings
@@ -131,8 +132,8 @@ def test_a_file_stat_says_is_unchanged_is_not_read_again(
     reads: list[str] = []
     real = loader.read_file
 
-    def counted(path: Path, spent: Any) -> tuple[str, os.stat_result] | None:
-        reads.append(path.name)
+    def counted(path: str, spent: Any) -> tuple[str, os.stat_result] | None:
+        reads.append(os.path.basename(path))
         return real(path, spent)
 
     monkeypatch.setattr(loader, "read_file", counted)
@@ -163,3 +164,42 @@ def test_a_file_written_just_before_a_load_is_read_again_at_the_next(folder: Pat
     path.write_text(path.read_text().replace("warehouse.fx", "warehouse.fz"))
     second = load_checked(settings(folder), first.cache)
     assert "warehouse.fz" in datasets(second, "c3")
+
+
+def _index_of(loaded: Contracts) -> dict[str, list[tuple[str, str]]]:
+    """dataset -> (contract, input dataset) of each subscriber, in the index's order."""
+    index = loaded.matcher.index
+    return {d: [(s.contract.name, s.input.dataset) for s in index.subscribers(d)]
+            for d in sorted(index.datasets())}  # fmt: skip
+
+
+def test_the_index_built_from_the_last_one_is_the_index_built_afresh(folder: Path) -> None:
+    (folder / "sub").mkdir()
+    write(folder / "sub", "s1")
+    first = load_checked(settings(folder))
+    write(folder, "c2", description="'changed'")  # changed: reads warehouse.c2 and .fx
+    (folder / "c3.yaml").unlink()  # removed: warehouse.c3 has no reader left
+    write(folder, "b9")  # added, first by name
+    (folder / "c4.yaml").write_text(CONTRACT.format(name="c4", target="hook").replace(
+        "warehouse.c4", "warehouse.other"))  # fmt: skip
+    second = load_checked(settings(folder), first.cache, first.matcher)
+    afresh = load_checked(settings(folder))
+    assert _index_of(second) == _index_of(afresh)
+    assert "warehouse.c3" not in _index_of(second) and "warehouse.c4" not in _index_of(second)
+    fx = [name for name, _ in _index_of(second)["warehouse.fx"]]
+    assert fx == ["b9", "c0", "c1", "c2", "c4", "s1"]  # the order of the files' paths
+    # the unchanged contracts' subscriptions are the last index's own
+    assert second.matcher.index.subscribers("warehouse.c0")[0] is \
+        first.matcher.index.subscribers("warehouse.c0")[0]  # fmt: skip
+
+
+def test_files_come_in_the_order_of_their_paths_parts(tmp_path: Path) -> None:
+    for rel in ("a-b/x.yaml", "a/z.yaml", "a/b/y.yaml", "a.yaml", "b.yml", "a/a.yaml"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    (tmp_path / "notes.txt").write_text("")
+    files, errors = contract_files(tmp_path, Spent(DEFAULT_LIMITS))
+    assert errors == []
+    assert files == [str(p) for p in sorted(tmp_path.rglob("*.y*ml"))]
+    assert [os.path.relpath(f, tmp_path) for f in files] == [
+        "a/a.yaml", "a/b/y.yaml", "a/z.yaml", "a-b/x.yaml", "a.yaml", "b.yml"]  # fmt: skip

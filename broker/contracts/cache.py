@@ -66,7 +66,8 @@ class FileCache:
     files: dict[str, Kept] = field(default_factory=dict)
     # the load in progress: ids of the kept contracts it reused, and every file it read
     reused: set[int] = field(default_factory=set)
-    _seen: dict[str, tuple[bytes, int, Stat | None]] = field(default_factory=dict)
+    # each file read by this load: what it read, or (not read again) what is kept of it
+    _seen: dict[str, tuple[bytes, int, Stat | None] | Kept] = field(default_factory=dict)
 
     def begin(self, key: object) -> None:
         """Start a load whose checks depend on `key`."""
@@ -90,7 +91,7 @@ class FileCache:
         if not self._fits(kept, spent):
             return None
         spent.bytes += size
-        self._seen[path] = (kept.digest, kept.values, kept.stat)
+        self._seen[path] = kept
         return kept
 
     def reuse(
@@ -122,12 +123,17 @@ class FileCache:
 
     def commit(self, contracts: Iterable[LoadedContract]) -> None:
         """The load succeeded with `contracts` (as the running set keeps them): keep each
-        file it read for the next load, and forget the files that are gone."""
+        file it read for the next load, and forget the files that are gone. A file not
+        read again is kept as it was: its contracts are the ones the set holds."""
         by_file: dict[str, list[LoadedContract]] = defaultdict(list)
         for loaded in contracts:
-            by_file[loaded.location.file].append(loaded)
-        self.files = {
-            path: Kept(d, tuple(by_file.get(path, ())), values, stat)
-            for path, (d, values, stat) in self._seen.items()
-        }
+            if not isinstance(self._seen.get(loaded.location.file), Kept):
+                by_file[loaded.location.file].append(loaded)
+        self.files = {path: seen if isinstance(seen, Kept) else _kept(seen, by_file.get(path, []))
+                      for path, seen in self._seen.items()}  # fmt: skip
         self._seen = {}
+
+
+def _kept(read: tuple[bytes, int, Stat | None], contracts: list[LoadedContract]) -> Kept:
+    text_digest, values, stat = read
+    return Kept(text_digest, tuple(contracts), values, stat)

@@ -284,8 +284,10 @@ def _input_problems(contract: Contract, item: Input) -> Iterator[str]:
 
 
 def _cycles(contract_set: ContractSet) -> list[ContractError]:
-    """Contract A -> B when A produces a dataset B reads; a cycle would trigger forever."""
-    loaded = {c.contract.name: c for c in contract_set.contracts}
+    """Contract A -> B when A produces a dataset B reads; a cycle would trigger forever.
+    Every contract on a cycle produces something (it has an edge out), so the graph is
+    that of the producers alone: what the others read is never looked at."""
+    loaded = {c.contract.name: c for c in contract_set.contracts if c.contract.produces}
     readers: dict[str, list[str]] = {}
     for c in loaded.values():
         for dataset in c.contract.input_datasets():

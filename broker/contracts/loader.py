@@ -75,15 +75,14 @@ def load_contracts(
     loaded: list[LoadedContract] = []
     versions: list[tuple[str, bytes]] = []  # (name within the folder, digest of its text)
     prefix = len(str(folder)) + 1
-    for path in files:
-        name = str(path)
+    for name in files:
         unread = cache.unread(name, spent) if cache is not None else None
         if unread is not None:
             versions.append((name[prefix:], unread.digest))
             loaded += unread.contracts
             continue
         try:
-            read = read_file(path, spent)
+            read = read_file(name, spent)
         except ContractError as exc:
             errors.append(exc)
             read = None

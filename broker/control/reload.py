@@ -133,8 +133,9 @@ class ContractsHolder:
     async def _reload(self, why: str) -> ReloadResult:
         async with self._lock:
             try:
+                running = self.current
                 fresh = await asyncio.to_thread(load_checked, self.runtime.settings,
-                                              self.current.cache)  # fmt: skip
+                                                running.cache, running.matcher)  # fmt: skip
             except Exception as exc:  # a bug, or MemoryError, too: the last good set runs on
                 return self._refuse(why, exc)
             self.error = None

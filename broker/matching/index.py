@@ -7,7 +7,6 @@ never a scan over all contracts.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from broker.contracts.model import Contract, Input, contract_calendar, input_calendar, iter_inputs
@@ -27,27 +26,70 @@ class Subscription:
 
 
 class DatasetIndex:
-    """dataset -> subscriptions; built once per loaded contract set."""
+    """dataset -> subscriptions; built once per loaded contract set. Built from the
+    index of the set before, only the datasets that a changed, added or removed
+    contract reads are indexed again: a contract is unchanged when it is the very
+    object the set before held (the file cache keeps it so), and an unchanged
+    contract's subscriptions are what they were."""
 
-    def __init__(self, contracts: Iterable[Contract]) -> None:
-        by_dataset: dict[str, list[Subscription]] = defaultdict(list)
-        for contract in contracts:
-            seen: set[tuple[str, str, int, str | None]] = set()
-            for item in iter_inputs(contract.when):
-                # one subscription per distinct reading: a dataset read daily and hourly
-                # (or at two offsets, or under two filters) feeds each input
-                key = (item.dataset, item.granularity(contract), item.offset, item.where)
-                if key in seen:
-                    continue
-                seen.add(key)
-                by_dataset[item.dataset].append(_subscription(contract, item))
-        self._by_dataset = dict(by_dataset)
+    def __init__(
+        self, contracts: dict[str, Contract], previous: DatasetIndex | None = None
+    ) -> None:
+        """`contracts` by name, as the matcher keeps them."""
+        self._contracts = contracts
+        before = previous._contracts if previous is not None else {}
+        changed = [c for c in contracts.values() if before.get(c.name) is not c]
+        if previous is None or 2 * len(changed) > len(contracts):
+            by_dataset: dict[str, list[Subscription]] = defaultdict(list)
+            for contract in contracts.values():
+                for sub in _subscriptions(contract):
+                    by_dataset[sub.input.dataset].append(sub)
+            self._by_dataset = dict(by_dataset)
+        else:
+            self._by_dataset = self._updated(changed, previous)
 
     def subscribers(self, dataset: str) -> list[Subscription]:
         return self._by_dataset.get(dataset, [])
 
     def datasets(self) -> set[str]:
         return set(self._by_dataset)
+
+    def _updated(
+        self, changed: list[Contract], previous: DatasetIndex
+    ) -> dict[str, list[Subscription]]:
+        """The previous index's lists, and those of the datasets that the `changed`
+        contracts (in their old and new forms) and the removed ones read built again."""
+        before = previous._contracts
+        gone = (before.keys() - self._contracts.keys()) | {c.name for c in changed}
+        added: dict[str, list[Subscription]] = defaultdict(list)
+        for contract in changed:
+            for sub in _subscriptions(contract):
+                added[sub.input.dataset].append(sub)
+        touched = set(added) | {item.dataset for name in gone if name in before
+                                for item in iter_inputs(before[name].when)}  # fmt: skip
+        by_dataset = dict(previous._by_dataset)
+        order = {name: i for i, name in enumerate(self._contracts)} if touched else {}
+        for dataset in touched:
+            kept = [s for s in by_dataset.get(dataset, ()) if s.contract.name not in gone]
+            subs = sorted(kept + added.get(dataset, []), key=lambda s: order[s.contract.name])
+            if subs:
+                by_dataset[dataset] = subs
+            else:
+                by_dataset.pop(dataset, None)
+        return by_dataset
+
+
+def _subscriptions(contract: Contract) -> list[Subscription]:
+    """One subscription per distinct reading: a dataset read daily and hourly (or at two
+    offsets, or under two filters) feeds each input."""
+    seen: set[tuple[str, str, int, str | None]] = set()
+    out = []
+    for item in iter_inputs(contract.when):
+        key = (item.dataset, item.granularity(contract), item.offset, item.where)
+        if key not in seen:
+            seen.add(key)
+            out.append(_subscription(contract, item))
+    return out
 
 
 def _subscription(contract: Contract, item: Input) -> Subscription:

@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Literal, NamedTuple
 
 from broker.contracts.model import Contract
@@ -89,19 +89,25 @@ def slot_payload(event: Event, received_at: datetime) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
+def _build_tree(contracts: dict[str, Contract], name: str, partition: str) -> str:
+    return tree_json(build_tree(contracts[name], partition))
+
+
 class Matcher:
     """Plans the state operations for events against one contract set."""
 
-    def __init__(self, contracts: Iterable[Contract]) -> None:
+    def __init__(self, contracts: Iterable[Contract], previous: Matcher | None = None) -> None:
+        """With the `previous` set's matcher, only what changed is indexed again."""
         self.contracts = {c.name: c for c in contracts}
-        self.index = DatasetIndex(self.contracts.values())
-        self._tree = lru_cache(maxsize=65536)(self._build_tree)
+        self.index: DatasetIndex = DatasetIndex(
+            self.contracts, previous.index if previous else None
+        )
+        # Over the contracts, not `self`: a matcher in a cycle with its own cache would
+        # outlive its set (loaded.py freezes what a load leaves for the collector).
+        self._tree = lru_cache(maxsize=65536)(partial(_build_tree, self.contracts))
         # Where no `where` reads the event, its route depends on dataset and partition
         # alone: a batch of one day's events is routed once, not once an event.
         self._routes: dict[tuple[str, str | None], Route] = {}
-
-    def _build_tree(self, name: str, partition: str) -> str:
-        return tree_json(build_tree(self.contracts[name], partition))
 
     def plan(self, event: Event, received_at: datetime, stream_id: str) -> Plan:
         plan = Plan()
