@@ -203,3 +203,62 @@ def test_files_come_in_the_order_of_their_paths_parts(tmp_path: Path) -> None:
     assert files == [str(p) for p in sorted(tmp_path.rglob("*.y*ml"))]
     assert [os.path.relpath(f, tmp_path) for f in files] == [
         "a/a.yaml", "a/b/y.yaml", "a/z.yaml", "a-b/x.yaml", "a.yaml", "b.yml"]  # fmt: skip
+
+
+def _listings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The folders the loader lists from now on."""
+    listed: list[str] = []
+    real = loader.contract_files
+
+    def counted(folder: Path, spent: Spent) -> tuple[list[str], list[Any]]:
+        listed.append(str(folder))
+        return real(folder, spent)
+
+    monkeypatch.setattr(loader, "contract_files", counted)
+    return listed
+
+
+def test_the_files_a_watcher_names_are_all_a_reload_looks_at(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aged(folder)
+    time.sleep(cache.RACY_S + 0.1)
+    first = load_checked(settings(folder))
+    listed = _listings(monkeypatch)
+    write(folder, "c1", description="'named'")
+    write(folder, "c3", description="'not named'")  # a change the watcher did not report
+    write(folder, "a0")  # added: listed first
+    (folder / "c4.yaml").unlink()
+    named = {str((folder / f).resolve()) for f in ("c1.yaml", "a0.yaml", "c4.yaml")}
+    second = load_checked(settings(folder), first.cache, first.matcher, changed=named)
+    assert listed == []
+    assert sorted(second.by_name()) == ["a0", "c0", "c1", "c2", "c3"]
+    assert [c.location.file for c in second.contract_set.contracts] == [
+        str(folder / f"{n}.yaml") for n in ("a0", "c0", "c1", "c2", "c3")]  # fmt: skip
+    assert second.by_name()["c1"].description == "named"
+    assert second.by_name()["c3"].description != "not named"
+    # the whole folder looked at again (as the watch does next) sees what was not named
+    third = load_checked(settings(folder), second.cache, second.matcher)
+    assert listed == [str(folder)]
+    assert third.by_name()["c3"].description == "not named"
+    assert _index_of(third) == _index_of(load_checked(settings(folder)))
+
+
+@pytest.mark.parametrize("change", ["a folder", "a folder gone", "outside"])
+def test_a_folder_among_the_named_changes_lists_the_whole_folder(
+    folder: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+    change: str,
+) -> None:  # fmt: skip
+    first = load_checked(settings(folder))
+    listed = _listings(monkeypatch)
+    moved = folder / "moved"
+    moved.mkdir()
+    write(moved, "m1")  # a folder moved in: the watcher names the folder, not its files
+    named = {
+        "a folder": str(moved),
+        "a folder gone": str(folder / "was-a-folder"),
+        "outside": str(tmp_path_factory.mktemp("elsewhere") / "x.yaml"),
+    }[change]
+    second = load_checked(settings(folder), first.cache, first.matcher, changed={named})
+    assert listed == [str(folder)]
+    assert "m1" in second.by_name()

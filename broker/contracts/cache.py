@@ -18,8 +18,10 @@ twice, cycles) always run on the whole set.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
+import stat as stat_kinds
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -66,6 +68,10 @@ class FileCache:
     files: dict[str, Kept] = field(default_factory=dict)
     # the load in progress: ids of the kept contracts it reused, and every file it read
     reused: set[int] = field(default_factory=set)
+    # paths a watcher saw change since the last load (`hint`), and of them the contract
+    # files this load lists from the last one's instead of the folder
+    changed: set[str] | None = None
+    _told: set[str] = field(default_factory=set)
     # each file read by this load: what it read, or (not read again) what is kept of it
     _seen: dict[str, tuple[bytes, int, Stat | None] | Kept] = field(default_factory=dict)
 
@@ -73,16 +79,34 @@ class FileCache:
         """Start a load whose checks depend on `key`."""
         if key != self.key:
             self.files, self.key = {}, key
-        self.reused, self._seen = set(), {}
+        self.reused, self._seen, self._told = set(), {}, set()
 
-    def unread(self, path: str, spent: Spent) -> Kept | None:
+    def listing(self, folder: str, limit: int) -> list[str] | None:
+        """The files of the last load, with the contract files a watcher saw come and go
+        put in and taken out, in order; None to list the folder (nothing was said, or a
+        folder, or something that may have been one, changed: its files are not named)."""
+        changed, self.changed = self.changed, None
+        told = _contract_files_in(changed, folder) if changed is not None and self.files else None
+        if told is None:
+            return None
+        files = [f for f in self.files if f not in told or os.path.lexists(f)]
+        for key in sorted(told - self.files.keys()):
+            if os.path.lexists(key):
+                bisect.insort(files, key, key=_parts)
+        if len(files) > limit:
+            return None
+        self._told = told
+        return files
+
+    def unread(self, path: str, spent: Spent, listed: bool = False) -> Kept | None:
         """What `path` loaded to last time if stat says it has not changed since it was
-        read (and it fits in what the folder has left); None to read it."""
+        read (and it fits in what the folder has left); None to read it. Of a `listed`
+        load (`listing`), only the files the watcher named are looked at."""
         kept = self.files.get(path)
         if kept is None or kept.stat is None:
             return None
         try:
-            now = stat_of(os.stat(path))
+            now = kept.stat if listed and path not in self._told else stat_of(os.stat(path))
         except OSError:
             return None
         size = kept.stat[1]
@@ -137,3 +161,31 @@ class FileCache:
 def _kept(read: tuple[bytes, int, Stat | None], contracts: list[LoadedContract]) -> Kept:
     text_digest, values, stat = read
     return Kept(text_digest, tuple(contracts), values, stat)
+
+
+def _parts(path: str) -> list[str]:
+    return path.split(os.sep)
+
+
+def _contract_files_in(changed: set[str], folder: str) -> set[str] | None:
+    """The contract files among the `changed` paths, as a listing of `folder` names
+    them; None if one is, or may have been, a folder (or is outside it)."""
+    base, told = os.path.abspath(folder), set()
+    for path in changed:
+        rel = os.path.relpath(path, base)
+        if rel.startswith(os.pardir):
+            return None
+        key = os.path.join(folder, rel)
+        try:
+            mode: int | None = os.lstat(key).st_mode
+        except FileNotFoundError:
+            mode = None
+        except OSError:
+            return None
+        if mode is not None and stat_kinds.S_ISDIR(mode):
+            return None
+        if key.endswith((".yaml", ".yml")):
+            told.add(key)
+        elif mode is None:  # gone: it may have been a folder
+            return None
+    return told

@@ -71,12 +71,13 @@ def load_contracts(
         error = ContractError(Location(str(folder)), "no such contracts folder")
         return ContractSet((), content_version([])), [error]
     spent = Spent(limits)
-    files, errors = contract_files(folder, spent)
+    listed = cache.listing(str(folder), limits.max_contracts) if cache is not None else None
+    files, errors = (listed, []) if listed is not None else contract_files(folder, spent)
     loaded: list[LoadedContract] = []
     versions: list[tuple[str, bytes]] = []  # (name within the folder, digest of its text)
     prefix = len(str(folder)) + 1
     for name in files:
-        unread = cache.unread(name, spent) if cache is not None else None
+        unread = cache.unread(name, spent, listed is not None) if cache is not None else None
         if unread is not None:
             versions.append((name[prefix:], unread.digest))
             loaded += unread.contracts

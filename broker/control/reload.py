@@ -119,23 +119,26 @@ class ContractsHolder:
         raw: Any = await self.runtime.redis.hgetall(self._key)
         return {text(k): json.loads(v) for k, v in raw.items()}
 
-    async def reload(self, why: str, actor: str = "system", via: str = "watch") -> ReloadResult:
+    async def reload(
+        self, why: str, actor: str = "system", via: str = "watch", changed: set[str] | None = None
+    ) -> ReloadResult:
         """Load and check the folder; swap the set in only if all of it is good. The
         audit trail records it when it changed or refused anything, and always when
-        someone asked for it (an `actor` other than Baton itself)."""
-        result = await self._reload(why)
+        someone asked for it (an `actor` other than Baton itself). With the paths a
+        watcher saw `changed`, only those are looked at."""
+        result = await self._reload(why, changed)
         outcome = "refused" if result.error else "changed" if result.changed else "unchanged"
         if actor != "system" or outcome != "unchanged":
             await self.audit.record(actor, "contracts.reload", result.version, outcome,
                                     detail=result.error or why, via=via)  # fmt: skip
         return result
 
-    async def _reload(self, why: str) -> ReloadResult:
+    async def _reload(self, why: str, changed: set[str] | None = None) -> ReloadResult:
         async with self._lock:
             try:
-                running = self.current
+                run = self.current
                 fresh = await asyncio.to_thread(load_checked, self.runtime.settings,
-                                                running.cache, running.matcher)  # fmt: skip
+                                                run.cache, run.matcher, changed)  # fmt: skip
             except Exception as exc:  # a bug, or MemoryError, too: the last good set runs on
                 return self._refuse(why, exc)
             self.error = None
@@ -208,6 +211,10 @@ class ContractsHolder:
                 self._watch_error = None
                 why = _changed(changes) if changes else why
                 if why is not None:
+                    if changes:
+                        # Only what the watcher named, at once; then the whole folder, for
+                        # what it may not have named (a lost event, a queue overflowed).
+                        await self.reload(why, changed={path for _, path in changes})
                     await self.reload(why)
                     why = None
                 if _identity(folder) != now:

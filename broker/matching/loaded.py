@@ -7,7 +7,7 @@ runs either the last good set or the new one, never half of each.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import InitVar, dataclass, field, replace
 
@@ -42,12 +42,17 @@ class Contracts:
 
 
 def load_checked(
-    settings: Settings, cache: FileCache | None = None, previous: Matcher | None = None
+    settings: Settings,
+    cache: FileCache | None = None,
+    previous: Matcher | None = None,
+    changed: Collection[str] | None = None,
 ) -> Contracts:
     """Load and check the contracts folder; any error refuses the whole set. With the
     `cache` of the set running, only the files that changed are parsed and checked; with
-    its `previous` matcher, only what changed is indexed again."""
+    its `previous` matcher, only what changed is indexed again; with the paths a watcher
+    saw `changed`, only those are looked at (FileCache.listing)."""
     cache = FileCache() if cache is None else cache
+    cache.changed = None if changed is None else set(changed)
     with _no_collection():
         contract_set, errors = check_configured(settings, cache=cache)
         if errors:
