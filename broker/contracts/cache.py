@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from broker.contracts.files import is_contract_file, listing_order
+
 if TYPE_CHECKING:
     from broker.contracts.files import Spent
     from broker.contracts.loader import LoadedContract
@@ -92,7 +94,7 @@ class FileCache:
         files = [f for f in self.files if f not in told or os.path.lexists(f)]
         for key in sorted(told - self.files.keys()):
             if os.path.lexists(key):
-                bisect.insort(files, key, key=_parts)
+                bisect.insort(files, key, key=listing_order)
         if len(files) > limit:
             return None
         self._told = told
@@ -163,10 +165,6 @@ def _kept(read: tuple[bytes, int, Stat | None], contracts: list[LoadedContract])
     return Kept(text_digest, tuple(contracts), values, stat)
 
 
-def _parts(path: str) -> list[str]:
-    return path.split(os.sep)
-
-
 def _contract_files_in(changed: set[str], folder: str) -> set[str] | None:
     """The contract files among the `changed` paths, as a listing of `folder` names
     them; None if one is, or may have been, a folder (or is outside it)."""
@@ -184,7 +182,7 @@ def _contract_files_in(changed: set[str], folder: str) -> set[str] | None:
             return None
         if mode is not None and stat_kinds.S_ISDIR(mode):
             return None
-        if key.endswith((".yaml", ".yml")):
+        if is_contract_file(key):
             told.add(key)
         elif mode is None:  # gone: it may have been a folder
             return None

@@ -72,7 +72,7 @@ def contract_files(folder: Path, spent: Spent) -> tuple[list[str], list[Contract
         for entry in entries:  # reversed, as a stack gives them back last first
             if _is_folder(entry):
                 pending.append(entry.path)
-            elif os.path.splitext(entry.name)[1] in (".yaml", ".yml"):
+            elif is_contract_file(entry.name):
                 pending.append(_FILE + entry.path)
         while pending and pending[-1].startswith(_FILE):
             found.append(pending.pop()[1:])
@@ -83,6 +83,15 @@ def contract_files(folder: Path, spent: Spent) -> tuple[list[str], list[Contract
 
 
 _FILE = "\0"  # marks a file among the folders still to list: no path holds a NUL
+
+
+def is_contract_file(path: str) -> bool:
+    return path.endswith((".yaml", ".yml"))
+
+
+def listing_order(path: str) -> list[str]:
+    """Where a path falls in `contract_files`' order: by its parts."""
+    return path.split(os.sep)
 
 
 def _entries(folder: str) -> list[os.DirEntry[str]]:

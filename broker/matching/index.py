@@ -38,8 +38,8 @@ class DatasetIndex:
         """`contracts` by name, as the matcher keeps them."""
         self._contracts = contracts
         before = previous._contracts if previous is not None else {}
-        changed = [c for c in contracts.values() if before.get(c.name) is not c]
-        if previous is None or 2 * len(changed) > len(contracts):
+        changed = [c for c in contracts.values() if before.get(c.name) is not c] if before else []
+        if previous is None or not before or 2 * len(changed) > len(contracts):
             by_dataset: dict[str, list[Subscription]] = defaultdict(list)
             for contract in contracts.values():
                 for sub in _subscriptions(contract):
