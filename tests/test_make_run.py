@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,8 +37,8 @@ class House:
     def start(self) -> None:
         with (self.root / "make.log").open("wb") as log:  # make keeps its own copy
             self.make = subprocess.Popen(
-                ["make", "run"], cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
-                env=_env(), start_new_session=True,
+                [*FROM_A_TERMINAL, "make", "run"], cwd=self.root, stdout=log,
+                stderr=subprocess.STDOUT, env=_env(), start_new_session=True,
             )  # fmt: skip
         wait_until(
             lambda: self._up() or self.make.poll() is not None,  # type: ignore[union-attr]
@@ -70,6 +71,17 @@ class House:
                     found[role] = pid
         return found
 
+
+# `make run` as typed at a terminal: SIGINT and SIGQUIT at their defaults. A test runner
+# started in the background by a script (`.ci/run &`) has them ignored, children inherit
+# that through exec, and a shell cannot trap a signal ignored on entry; so make is exec'd
+# from a Python that puts them back (same pid, no preexec_fn in a threaded worker).
+FROM_A_TERMINAL = [
+    sys.executable, "-c",
+    "import os, signal, sys\n"
+    "for sig in (signal.SIGINT, signal.SIGQUIT): signal.signal(sig, signal.SIG_DFL)\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])",
+]  # fmt: skip
 
 ROLES = {"run.sh": "scripts/run.sh", "baton": "baton run", "sink": "baton sink",
          "redis": "redis-server"}  # fmt: skip
