@@ -298,3 +298,52 @@ async def test_applying_a_change_fires_what_the_preview_said(scenario: str, redi
         "within still too short": set(),
     }
     assert said == expected[scenario]
+
+
+# -- an applier compares what its next set changed, and everything after another applied --
+def _named(name: str, when: Any) -> Contract:
+    return Contract.model_validate({"name": name, "partitioned": "daily", "when": when,
+                                    "trigger": {"target": "hook"}})  # fmt: skip
+
+
+def _changes(applied: Any) -> list[tuple[str, str, list[str]]]:
+    assert applied is not None
+    return [(c.name, c.change, c.aspects) for c in applied.changes]
+
+
+async def test_an_applier_compares_only_what_changed_unless_another_applied_since(
+    redis_url: str,
+) -> None:
+    client = Redis.from_url(redis_url)
+    await client.flushall()
+
+    def applier(namespace: str) -> ChangeApplier:
+        store = RedisStore(client, Keys(namespace), max_backlog=10**9, dedup_ttl_s=60)
+        return ChangeApplier(store, timedelta(days=1))
+
+    a, b, c = _named("a", "x"), _named("b", "y"), _named("c", "z")
+    v1 = {"a": a, "b": b, "c": c}
+    b2, d = _named("b", {"any_of": ["y", "w"]}), _named("d", "w")
+    v2 = {"a": a, "b": b2, "d": d}  # a shared, b changed, c removed, d added
+    mine, afresh = applier("one"), applier("two")
+    for each in (mine, afresh):
+        await each.apply(v1, Matcher(v1.values()), "v1")
+    # The same changes whether compared by object (mine) or in full (a new applier).
+    said = _changes(await mine.apply(v2, Matcher(v2.values()), "v2"))
+    full = _changes(await applier("two").apply(v2, Matcher(v2.values()), "v2"))
+    assert said == full == [("b", "changed", ["condition"]), ("c", "removed", []),
+                            ("d", "added", [])]  # fmt: skip
+    assert await client.hgetall("one:contracts:defs") == await client.hgetall("two:contracts:defs")
+    assert _changes(await mine.apply(v2, Matcher(v2.values()), "v2")) == []
+
+    # Another process applies b's next definition; this one then loads its own last set
+    # again (the same b2 object): b changed back, though not from this one's last set.
+    b3 = _named("b", {"all_of": ["y", "w"]})
+    v3 = {"a": a, "b": b3, "d": d}
+    other = _changes(await applier("one").apply(v3, Matcher(v3.values()), "v3"))
+    assert other == [("b", "changed", ["condition"])]
+    assert _changes(await mine.apply(v2, Matcher(v2.values()), "v2")) == other
+    # And a set another process applied already changes nothing here.
+    assert _changes(await applier("one").apply(v3, Matcher(v3.values()), "v3")) == other
+    assert _changes(await mine.apply(v3, Matcher(v3.values()), "v3")) == []
+    await client.aclose()

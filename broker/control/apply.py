@@ -36,6 +36,7 @@ from broker.core.partitions import PartitionError
 from broker.matching.matcher import Matcher
 from broker.state.deadline_store import member
 from broker.state.redis_store import RedisStore
+from broker.state.util import text
 
 if TYPE_CHECKING:
     from broker.matching.loaded import Contracts
@@ -49,6 +50,17 @@ class Applied:
     fired: list[str] = field(default_factory=list)  # trigger ids fired by re-evaluation
 
 
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """The set this process last recorded as applied: while `contracts:defs` still holds
+    its `version`, those definitions are these digests, and a contract object the next
+    set shares with it (an unchanged file loads to the same object) has not changed."""
+
+    version: str
+    contracts: Mapping[str, Contract]
+    digests: dict[str, dict[str, str]]
+
+
 class ChangeApplier:
     """Brings the live state in line with a newly loaded contract set (the rules above)."""
 
@@ -56,6 +68,7 @@ class ChangeApplier:
         self.store = store
         self.state = LiveState(store)
         self.retention = retention
+        self._recorded: _Recorded | None = None
 
     async def apply(
         self, contracts: Mapping[str, Contract], matcher: Matcher, version: str
@@ -73,11 +86,11 @@ class ChangeApplier:
     async def _apply(
         self, contracts: Mapping[str, Contract], matcher: Matcher, version: str
     ) -> Applied:
-        # Off the event loop: about 40 us a contract, 0.4 s for 10,000.
-        fresh = await asyncio.to_thread(lambda: {n: digests(c) for n, c in contracts.items()})
-        changes = since_applied(await self.state.applied(), fresh)
+        applied, fresh = await self._compared(contracts)
+        changes = since_applied(applied, fresh)
         result = Applied(changes)
         if not changes:
+            await self._record_applied(changes, fresh, contracts, version)
             return result
         removed = await self.state.removed()
         added = [c.name for c in changes if c.change == "added"]
@@ -98,12 +111,37 @@ class ChangeApplier:
                     result.fired += await self._reevaluate(contract, matcher, held[name], version)
                 if {"deadline", "partitioning"} & set(change.aspects):
                     await self._reclock(contract)
-        await self._record_applied(changes, fresh)
+        await self._record_applied(changes, fresh, contracts, version)
         return result
 
+    async def _compared(
+        self, contracts: Mapping[str, Contract]
+    ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+        """(applied, fresh) digests of the contracts that may have changed: every one,
+        unless the definitions recorded are this process's last set, when only those
+        whose object is not that set's (one changed file of 100,000: 4 s -> ms)."""
+        last = self._recorded
+        recorded = await self.store.redis.get(self.state.defs_version_key)
+        if last is not None and recorded is not None and text(recorded) == last.version:
+            moved = [n for n, c in contracts.items() if last.contracts.get(n) is not c]
+            moved += [n for n in last.contracts if n not in contracts]
+            applied = {n: last.digests[n] for n in moved if n in last.digests}
+            return applied, {n: digests(contracts[n]) for n in moved if n in contracts}
+
+        def every() -> dict[str, dict[str, str]]:  # ~40 us a contract: off the event loop
+            known = last.contracts if last is not None else {}
+            return {n: last.digests[n] if last is not None and known.get(n) is c else digests(c)
+                    for n, c in contracts.items()}  # fmt: skip
+
+        fresh = await asyncio.to_thread(every)
+        return await self.state.applied(), fresh
+
     async def _record_applied(
-        self, changes: list[ContractChange], fresh: Mapping[str, Mapping[str, str]]
-    ) -> None:
+        self, changes: list[ContractChange], fresh: Mapping[str, dict[str, str]],
+        contracts: Mapping[str, Contract], version: str,
+    ) -> None:  # fmt: skip
+        """Write what changed into `contracts:defs`, which then holds `version`'s
+        definitions (`fresh` has at least each changed one's)."""
         gone = [c.name for c in changes if c.change == "removed"]
         updates = {c.name: json.dumps(fresh[c.name]) for c in changes if c.name in fresh}
         async with redis_pipeline(self.store) as pipe:
@@ -111,7 +149,14 @@ class ChangeApplier:
                 pipe.hdel(self.state.defs_key, *gone)
             if updates:
                 pipe.hset(self.state.defs_key, mapping=updates)
+            pipe.set(self.state.defs_version_key, version)
             await pipe.execute()
+        last = self._recorded
+        known = dict(last.digests) if last is not None else {}
+        known.update(fresh)
+        for name in gone:
+            known.pop(name, None)
+        self._recorded = _Recorded(version, contracts, known)
 
     async def _remove(self, name: str, held: list[Held], version: str, now: datetime) -> None:
         """Stop a contract: its state expires after the retention period, not at once."""

@@ -71,6 +71,7 @@ class LiveState:
         self.store = store
         self.redis = store.redis
         self.defs_key = store.keys.contracts_applied
+        self.defs_version_key = store.keys.contracts_applied_version
         self.removed_key = store.keys.contracts_removed
         self.lock_key = store.keys.contracts_applying
 

@@ -128,6 +128,13 @@ class Keys:
         return f"{self.namespace}:contracts:defs"
 
     @property
+    def contracts_applied_version(self) -> str:
+        """String: the version of the set whose definitions `contracts:defs` holds (a
+        process that recorded it may compare only what its next set changed).
+        Retention: one key, overwritten at each apply."""
+        return f"{self.namespace}:contracts:defs:version"
+
+    @property
     def contracts_removed(self) -> str:
         """Hash contract -> {removed_at, version, kept_until} while its state is kept.
         Retention: per removed contract, until it is added back (its state expires after
