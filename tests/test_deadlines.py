@@ -18,6 +18,7 @@ from broker.core.events import Event
 from broker.matching.matcher import Matcher
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
+from broker.state.util import text
 from broker.time import deadlines
 from broker.time.deadlines import DeadlineClock, deadline_at
 from tests.conftest import Cluster, wait_until
@@ -167,6 +168,30 @@ async def test_a_later_deadline_after_a_contract_change_waits(world: World) -> N
     world.contracts = {"report": contract("+5h")}  # the set was reloaded
     assert await clock.round(utc("2026-11-24T02:00:00Z")) == 0  # was due at 01:00
     assert await clock.round(utc("2026-11-24T05:00:01Z")) == 1
+
+
+async def test_a_swapped_set_puts_its_new_contracts_on_the_clock_and_drops_the_removed(
+    world: World,
+) -> None:
+    """A swap looks at the contracts new to the set (an unchanged file loads to the same
+    object, whose cursor stands), and the day after, every contract moves on."""
+    report, keys = world.contracts["report"], world.store.keys
+    added = contract("+1h").model_copy(update={"name": "added"})
+    clock = world.clock()
+    await clock.round(utc("2026-11-23T10:00:00Z"))
+    world.contracts = {"report": report, "added": added}
+    await clock.round(utc("2026-11-23T10:05:00Z"))
+    on_clock = {text(m) for m in await world.redis.zrange(keys.deadlines, 0, -1)}
+    assert on_clock == {"report|2026-11-23", "added|2026-11-23"}
+    await clock.round(utc("2026-11-24T00:30:00Z"))
+    cursors = await world.redis.hgetall(keys.deadline_cursor)
+    assert cursors == {b"report": b"2026-11-24", b"added": b"2026-11-24"}
+    world.contracts = {"added": added}  # report removed: off the clock, no alert
+    assert await clock.round(utc("2026-11-24T02:00:00Z")) == 1
+    assert [(a["contract"], a["partition"]) for a in await world.alerts()] == [
+        ("added", "2026-11-23")
+    ]
+    assert "report" not in clock.watched()
 
 
 # -- the whole path ----------------------------------------------------------------------

@@ -113,9 +113,16 @@ class DeadlineStore:
         raw = await self.redis.hget(self.keys.deadline_alerts, member(contract, partition))
         return dict(json.loads(raw)) if raw else None
 
-    async def cursors(self) -> dict[str, str]:
-        raw = await self.redis.hgetall(self.keys.deadline_cursor)
-        return {text(k): text(v) for k, v in raw.items()}
+    async def cursors(self, contracts: Sequence[str] | None = None) -> dict[str, str]:
+        """Contract -> the last partition put on the clock: of every contract, or of
+        `contracts` only."""
+        if contracts is None:
+            raw = await self.redis.hgetall(self.keys.deadline_cursor)
+            return {text(k): text(v) for k, v in raw.items()}
+        if not contracts:
+            return {}
+        values: Any = await self.redis.hmget(self.keys.deadline_cursor, list(contracts))
+        return {c: text(v) for c, v in zip(contracts, values, strict=True) if v is not None}
 
     async def set_cursors(self, cursors: Mapping[str, str]) -> None:
         """Contract -> the last partition put on the clock, for many at once."""

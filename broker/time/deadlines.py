@@ -55,6 +55,18 @@ def watched(contract: Contract) -> bool:
     return contract.deadline is not None and contract_calendar(contract).is_time
 
 
+def _carried(
+    before: Mapping[str, Contract], was: Mapping[str, Contract], now: Mapping[str, Contract]
+) -> dict[str, Contract]:
+    """The watched contracts of the set `now`, from those (`was`) of the set `before`."""
+    out = {name: c for name, c in was.items() if name in now}
+    for name in [name for name, c in now.items() if before.get(name) is not c]:
+        out.pop(name, None)
+        if watched(now[name]):
+            out[name] = now[name]
+    return out
+
+
 def deadline_at(contract: Contract, partition: str) -> datetime | None:
     """When `partition` of `contract` must have fired; None without a deadline."""
     if not watched(contract):
@@ -114,8 +126,11 @@ class DeadlineClock:
         """The contracts with deadlines, worked out again only when the set is swapped."""
         source = self.contracts()
         if source is not self._source:
-            self._source = source
-            self._watched = {name: c for name, c in source.items() if watched(c)}
+            before, self._source = self._source, source
+            if before is None:
+                self._watched = {name: c for name, c in source.items() if watched(c)}
+            else:  # a contract object the sets share is unchanged: only the others are asked
+                self._watched = _carried(before, self._watched, source)
         return self._watched
 
     async def round(self, now: datetime | None = None) -> int:
@@ -132,12 +147,18 @@ class DeadlineClock:
         day, or after a start, every contract moves at once)."""
         if not contracts:
             return
-        if contracts is self._scheduled and self._moves_at is not None and now < self._moves_at:
+        standing = self._scheduled if self._moves_at is not None and now < self._moves_at else None
+        if contracts is standing:
             return  # a round every 0.2 s; over 100,000 contracts a pass costs ~0.5 s
-        cursors = await self.store.cursors()
+        if standing is None:
+            look: Mapping[str, Contract] = contracts
+            cursors = await self.store.cursors()
+        else:  # a new set: what it shares with the one whose cursors all stand is current
+            look = {n: c for n, c in contracts.items() if standing.get(n) is not c}
+            cursors = await self.store.cursors(list(look))
         currents: dict[Calendar, str] = {}  # a few calendars serve every contract
         behind = []
-        for name, contract in contracts.items():
+        for name, contract in look.items():
             cal = contract_calendar(contract)
             current = currents.get(cal)
             if current is None:
@@ -157,8 +178,10 @@ class DeadlineClock:
                 moved[name] = current
             await self.store.watch(items)
             await self.store.set_cursors(moved)
-        ends = [cal.parse(key).end for cal, key in currents.items()]
-        self._scheduled, self._moves_at = contracts, min((e for e in ends if e), default=None)
+        ends = [e for e in (cal.parse(key).end for cal, key in currents.items()) if e]
+        if standing is not None and self._moves_at is not None:
+            ends.append(self._moves_at)
+        self._scheduled, self._moves_at = contracts, min(ends, default=None)
 
     async def fire_due(self, contracts: Mapping[str, Contract], now: datetime) -> int:
         queued = 0
