@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import stat
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +58,12 @@ class Wiring(Protocol):
     redis: Redis
     store: RedisStore
 
+
+# After a reload of the files the watcher named, the whole folder is reloaded once it has
+# been quiet this many seconds, for what the watcher may not have named (a lost event, a
+# queue overflowed). Seldom needed, and over 100,000 files a pass takes a second or two
+# of the GIL: it waits for a pause in the edits instead of following each one.
+QUIET_S = 3
 
 # Each process says it is alive this often in `contracts:loaded`; one silent for a day
 # was killed (a stopped one leaves the list itself) and is forgotten.
@@ -136,9 +143,10 @@ class ContractsHolder:
     async def _reload(self, why: str, changed: set[str] | None = None) -> ReloadResult:
         async with self._lock:
             try:
-                run = self.current
+                run, began = self.current, time.perf_counter()
                 fresh = await asyncio.to_thread(load_checked, self.runtime.settings,
                                                 run.cache, run.matcher, changed)  # fmt: skip
+                took = time.perf_counter() - began
             except Exception as exc:  # a bug, or MemoryError, too: the last good set runs on
                 return self._refuse(why, exc)
             self.error = None
@@ -146,7 +154,7 @@ class ContractsHolder:
                 return ReloadResult(fresh.version, False)
             old, self.current, self.loaded_at = self.current.version, fresh, datetime.now(UTC)
             try:
-                await self._announce(why, old, fresh)
+                await self._announce(why, old, fresh, took)
             except Exception:  # the new set is live; only telling about it failed
                 log.exception("contracts %s are live, but announcing them failed", fresh.version)
             return ReloadResult(fresh.version, True)
@@ -160,12 +168,12 @@ class ContractsHolder:
         self.error = error
         return ReloadResult(self.current.version, False, error)
 
-    async def _announce(self, why: str, old: str, fresh: Contracts) -> None:
+    async def _announce(self, why: str, old: str, fresh: Contracts, took: float) -> None:
         for listener in self._listeners:
             listener(fresh)
         await self.publish()
-        log.info("contracts reloaded (%s): version %s -> %s, %d contracts",
-                 why, old, fresh.version, len(fresh.by_name()))  # fmt: skip
+        log.info("contracts reloaded (%s): version %s -> %s, %d contracts, loaded in %.2f s",
+                 why, old, fresh.version, len(fresh.by_name()), took)  # fmt: skip
         for hook in self._after:
             await hook(fresh)
 
@@ -201,7 +209,8 @@ class ContractsHolder:
         if now is None:  # away: the last reload's error says so
             await _pause(stop, 1)
             return None
-        why = None if now == known else "folder watched again"
+        # A whole-folder reload owed (why), and the quiet seconds seen since it was.
+        owed, quiet = (None, 0) if now == known else ("folder watched again", QUIET_S - 1)
         try:
             # A yield each second, changes or not: the first tells that the watch is on
             # (so a reload then misses nothing), each one is a chance to see the folder gone.
@@ -209,14 +218,12 @@ class ContractsHolder:
                                         rust_timeout=1000, yield_on_timeout=True,
                                         ignore_permission_denied=True):  # fmt: skip
                 self._watch_error = None
-                why = _changed(changes) if changes else why
-                if why is not None:
-                    if changes:
-                        # Only what the watcher named, at once; then the whole folder, for
-                        # what it may not have named (a lost event, a queue overflowed).
-                        await self.reload(why, changed={path for _, path in changes})
-                    await self.reload(why)
-                    why = None
+                if changes:  # what the watcher named, at once
+                    owed, quiet = _changed(changes), 0
+                    await self.reload(owed, changed={path for _, path in changes})
+                elif owed is not None and (quiet := quiet + 1) >= QUIET_S:
+                    await self.reload(owed)
+                    owed = None
                 if _identity(folder) != now:
                     break
         except Exception as exc:  # watchfiles gave up on it: a moment, then again
