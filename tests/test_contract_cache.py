@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from broker.contracts import cache, loader
+from broker.contracts import cache
+from broker.contracts import folder as loading
 from broker.contracts.files import DEFAULT_LIMITS, Spent, contract_files
 from broker.contracts.model import iter_inputs
 from broker.core.errors import ConfigError
@@ -130,13 +131,13 @@ def test_a_file_stat_says_is_unchanged_is_not_read_again(
     time.sleep(cache.RACY_S + 0.1)  # utime set their ctimes to now: let those age too
     first = load_checked(settings(folder))
     reads: list[str] = []
-    real = loader.read_file
+    real = loading.read_file
 
     def counted(path: str, spent: Any) -> tuple[str, os.stat_result] | None:
         reads.append(os.path.basename(path))
         return real(path, spent)
 
-    monkeypatch.setattr(loader, "read_file", counted)
+    monkeypatch.setattr(loading, "read_file", counted)
     write(folder, "c2", description="'changed'")
     second = load_checked(settings(folder), first.cache)
     assert reads == ["c2.yaml"]
@@ -208,13 +209,13 @@ def test_files_come_in_the_order_of_their_paths_parts(tmp_path: Path) -> None:
 def _listings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The folders the loader lists from now on."""
     listed: list[str] = []
-    real = loader.contract_files
+    real = loading.contract_files
 
     def counted(folder: Path, spent: Spent) -> tuple[list[str], list[Any]]:
         listed.append(str(folder))
         return real(folder, spent)
 
-    monkeypatch.setattr(loader, "contract_files", counted)
+    monkeypatch.setattr(loading, "contract_files", counted)
     return listed
 
 
@@ -262,3 +263,79 @@ def test_a_folder_among_the_named_changes_lists_the_whole_folder(
     second = load_checked(settings(folder), first.cache, first.matcher, changed={named})
     assert listed == [str(folder)]
     assert "m1" in second.by_name()
+
+
+# -- a named file edited in place is patched into the last load ------------------------
+def _as_loaded(loaded: Contracts) -> list[tuple[str, Any]]:
+    return [(str(c.location), c.contract) for c in loaded.contract_set.contracts]
+
+
+def _named(folder: Path, *names: str) -> set[str]:
+    return {str((folder / f"{n}.yaml").resolve()) for n in names}
+
+
+def test_an_edit_in_place_is_patched_in_as_a_load_afresh_loads_it(folder: Path) -> None:
+    (folder / "sub").mkdir()
+    write(folder / "sub", "s1")
+    aged(folder)
+    time.sleep(cache.RACY_S + 0.1)
+    first = load_checked(settings(folder))
+    path = write(folder, "c2", description="'changed'")
+    path.write_text(path.read_text().replace("warehouse.fx", "warehouse.rates"))
+    second = load_checked(settings(folder), first.cache, first.matcher, _named(folder, "c2"))
+    assert second.cache.fresh is not None  # patched, not loaded file by file
+    afresh = load_checked(settings(folder))
+    assert (second.version, _as_loaded(second)) == (afresh.version, _as_loaded(afresh))
+    assert _index_of(second) == _index_of(afresh)
+    assert second.by_name()["c0"] is first.by_name()["c0"]
+    # c2 was read within RACY_S of its write: read again though only c4 is named now
+    write(folder, "c2", description="'again'")
+    write(folder, "c4", description="'named'")
+    third = load_checked(settings(folder), second.cache, second.matcher, _named(folder, "c4"))
+    assert third.cache.fresh is not None
+    assert third.by_name()["c2"].description == "again"
+    afresh = load_checked(settings(folder))
+    assert (third.version, _as_loaded(third)) == (afresh.version, _as_loaded(afresh))
+    assert _index_of(third) == _index_of(afresh)
+
+
+TWO = (
+    CONTRACT.format(name="c2", target="hook") + "---\n" + CONTRACT.format(name="c9", target="hook")
+)
+
+
+@pytest.mark.parametrize("edit", ["two contracts now", "an error", "a name taken", "too big"])
+def test_a_named_file_a_patch_cannot_take_is_loaded_file_by_file(folder: Path, edit: str) -> None:
+    """What a patch cannot take (another number of contracts, an error, a name used
+    twice, a limit passed) loads file by file, refused or taken as a load afresh does."""
+    write(folder, "f0", description=f"'{'y' * 600}'")  # the folder over the least limit
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    limits = {"contract_limits": {"max_folder_bytes": size + 300}}
+    first = load_checked(settings(folder, **limits))
+    path = folder / "c2.yaml"
+    path.write_text({
+        "two contracts now": TWO,
+        "an error": CONTRACT.format(name="c2", target="nowhere"),
+        "a name taken": CONTRACT.format(name="c0", target="hook"),
+        "too big": CONTRACT.format(name="c2", target="hook") + f"description: '{'x' * 400}'\n",
+    }[edit])  # fmt: skip
+
+    def reload() -> Contracts:
+        return load_checked(settings(folder, **limits), first.cache, first.matcher,
+                            _named(folder, "c2"))  # fmt: skip
+
+    refused = {"an error": f"{path}:4: .*unknown target 'nowhere'",
+               "a name taken": f"{path}:1: name: 'c0' is already used",
+               "too big": f"over the limit of {size + 300} bytes per folder"}  # fmt: skip
+    if edit in refused:
+        with pytest.raises(ConfigError, match=refused[edit]) as patched:
+            reload()
+        with pytest.raises(ConfigError) as afresh:  # as a load afresh refuses it
+            load_checked(settings(folder, **limits))
+        assert str(patched.value) == str(afresh.value)
+        return
+    second = reload()
+    assert second.cache.fresh is None
+    afresh = load_checked(settings(folder, **limits))
+    assert (second.version, _as_loaded(second)) == (afresh.version, _as_loaded(afresh))
+    assert sorted(second.by_name()) == ["c0", "c1", "c2", "c3", "c4", "c9", "f0"]

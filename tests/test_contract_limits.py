@@ -20,7 +20,7 @@ import pytest
 
 from broker.contracts.check import check_contracts
 from broker.contracts.files import DEFAULT_LIMITS, LoadLimits
-from broker.contracts.loader import load_contracts
+from broker.contracts.folder import load_contracts
 from broker.core.expressions import ExpressionError, compile_expression
 from broker.matching.matcher import Matcher
 from tests.conftest import BATON, Cluster, Proc, Sink, wait_until

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from broker.contracts.check import check_configured
-from broker.contracts.loader import load_contracts
+from broker.contracts.folder import load_contracts
 from broker.contracts.model import Contract
 from broker.control.changes import compare, render
 from broker.control.live import LiveState

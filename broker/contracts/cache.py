@@ -62,26 +62,79 @@ class Kept:
     contracts: tuple[LoadedContract, ...]
     values: int  # what its documents spent of the folder's `max_folder_values`
     stat: Stat | None  # taken before it was read (None: read it again next time)
+    size: int  # its bytes, as read
+
+
+@dataclass(frozen=True, slots=True)
+class AllBut:
+    """The ids of a patched load's reused contracts: all of them but the few parsed
+    anew (a set of 100,000 ids would cost 50 ms to make)."""
+
+    fresh: frozenset[int]
+
+    def __contains__(self, item: object) -> bool:
+        return item not in self.fresh
+
+
+@dataclass(frozen=True, slots=True)
+class LastLoad:
+    """A clean load as the next one may patch it (loader.py: `_patched`): its contracts
+    in listing order, as the running set keeps them; each file's first index among them;
+    the version entry of each file (files.py), sorted; and what the folder spent of its
+    limits (bytes, contracts, values)."""
+
+    contracts: tuple[LoadedContract, ...]
+    starts: dict[str, int]
+    versions: list[bytes]
+    spent: tuple[int, int, int]
+    racy: frozenset[str]  # files kept without a stat: read again, named or not
 
 
 @dataclass
 class FileCache:
     key: object = None
     files: dict[str, Kept] = field(default_factory=dict)
+    last: LastLoad | None = None
     # the load in progress: ids of the kept contracts it reused, and every file it read
-    reused: set[int] = field(default_factory=set)
+    reused: set[int] | AllBut = field(default_factory=set)
     # paths a watcher saw change since the last load (`hint`), and of them the contract
     # files this load lists from the last one's instead of the folder
     changed: set[str] | None = None
     _told: set[str] = field(default_factory=set)
     # each file read by this load: what it read, or (not read again) what is kept of it
-    _seen: dict[str, tuple[bytes, int, Stat | None] | Kept] = field(default_factory=dict)
+    _seen: dict[str, tuple[bytes, int, Stat | None, int] | Kept] = field(default_factory=dict)
+    # the load in progress: its sorted versions and what it spent; whether it patched
+    _loaded: tuple[list[bytes], tuple[int, int, int]] | None = None
+    _patched: bool = False
+    # a patched load: the contracts it parsed anew, and where the files it read again
+    # lie among all (start, count); None for a load file by file
+    fresh: list[LoadedContract] | None = None
+    slices: list[tuple[int, int]] = field(default_factory=list)
 
     def begin(self, key: object) -> None:
         """Start a load whose checks depend on `key`."""
         if key != self.key:
-            self.files, self.key = {}, key
+            self.files, self.key, self.last = {}, key, None
         self.reused, self._seen, self._told = set(), {}, set()
+        self._loaded, self._patched, self.fresh, self.slices = None, False, None, []
+
+    def restart(self) -> None:
+        """Forget what this load did so far (a patch given up: the files, one by one)."""
+        self.reused, self._seen, self.fresh, self.slices = set(), {}, None, []
+
+    @property
+    def told(self) -> list[str]:
+        """The files a (listed) load reads again, in listing order: those a watcher
+        named, and those written too lately to trust their stat (`RACY_S`)."""
+        racy = self.last.racy if self.last is not None else ()
+        return sorted(self._told.union(racy), key=listing_order)
+
+    def loaded(self, versions: list[bytes], spent: Spent, patched: bool) -> None:
+        """This load (a `patched` one, or file by file) found these (sorted) version
+        entries and spent `spent`: what the next load may patch, once `commit` says
+        this one was clean."""
+        self._loaded = (versions, (spent.bytes, spent.contracts, spent.values))
+        self._patched = patched
 
     def listing(self, folder: str, limit: int) -> list[str] | None:
         """The files of the last load, with the contract files a watcher saw come and go
@@ -121,14 +174,14 @@ class FileCache:
         return kept
 
     def reuse(
-        self, path: str, text_digest: bytes, stat: Stat | None, spent: Spent
+        self, path: str, text_digest: bytes, stat: Stat | None, size: int, spent: Spent
     ) -> tuple[LoadedContract, ...] | None:
         """The contracts `path` loaded to last time if its text (just read, after `stat`)
         is the same; None to parse it."""
         kept = self.files.get(path)
         if kept is None or kept.digest != text_digest or not self._fits(kept, spent):
             return None
-        self._seen[path] = (kept.digest, kept.values, stat)
+        self._seen[path] = (kept.digest, kept.values, stat, size)
         return kept.contracts
 
     def _fits(self, kept: Kept, spent: Spent) -> bool:
@@ -140,29 +193,52 @@ class FileCache:
             return False
         spent.contracts += len(kept.contracts)
         spent.values += kept.values
-        self.reused.update(id(c) for c in kept.contracts)
+        if isinstance(self.reused, set):
+            self.reused.update(id(c) for c in kept.contracts)
         return True
 
-    def parsed(self, path: str, text_digest: bytes, values: int, stat: Stat | None) -> None:
-        """`path` was parsed this time, spending `values`."""
-        self._seen[path] = (text_digest, values, stat)
+    def parsed(
+        self, path: str, text_digest: bytes, values: int, stat: Stat | None, size: int
+    ) -> None:
+        """`path` (`size` bytes) was parsed this time, spending `values`."""
+        self._seen[path] = (text_digest, values, stat, size)
 
     def commit(self, contracts: Iterable[LoadedContract]) -> None:
         """The load succeeded with `contracts` (as the running set keeps them): keep each
         file it read for the next load, and forget the files that are gone. A file not
         read again is kept as it was: its contracts are the ones the set holds."""
+        contracts = tuple(contracts)
         by_file: dict[str, list[LoadedContract]] = defaultdict(list)
-        for loaded in contracts:
-            if not isinstance(self._seen.get(loaded.location.file), Kept):
-                by_file[loaded.location.file].append(loaded)
-        self.files = {path: seen if isinstance(seen, Kept) else _kept(seen, by_file.get(path, []))
-                      for path, seen in self._seen.items()}  # fmt: skip
-        self._seen = {}
+        if self._patched and self.last is not None:  # only the files named were read
+            for path in self._seen:
+                start = self.last.starts.get(path, 0)
+                by_file[path] = list(contracts[start : start + len(self.files[path].contracts)])
+            files = dict(self.files)
+            starts = self.last.starts  # each file holds as many contracts as it did
+        else:
+            starts = {}
+            for i, loaded in enumerate(contracts):
+                path = loaded.location.file
+                starts.setdefault(path, i)
+                if not isinstance(self._seen.get(path), Kept):
+                    by_file[path].append(loaded)
+            files = {}
+        for path, seen in self._seen.items():
+            files[path] = seen if isinstance(seen, Kept) else _kept(seen, by_file.get(path, []))
+        if self._patched and self.last is not None:
+            racy = {p for p in self.last.racy if files[p].stat is None}
+            racy.update(p for p in self._seen if files[p].stat is None)
+        else:
+            racy = {p for p, kept in files.items() if kept.stat is None}
+        self.files, self._seen = files, {}
+        if self._loaded is not None:
+            versions, spent = self._loaded
+            self.last = LastLoad(contracts, starts, versions, spent, frozenset(racy))
 
 
-def _kept(read: tuple[bytes, int, Stat | None], contracts: list[LoadedContract]) -> Kept:
-    text_digest, values, stat = read
-    return Kept(text_digest, tuple(contracts), values, stat)
+def _kept(read: tuple[bytes, int, Stat | None, int], contracts: list[LoadedContract]) -> Kept:
+    text_digest, values, stat, size = read
+    return Kept(text_digest, tuple(contracts), values, stat, size)
 
 
 def _contract_files_in(changed: set[str], folder: str) -> set[str] | None:

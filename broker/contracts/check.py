@@ -17,8 +17,10 @@ any other undefined name is.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import replace
+from itertools import compress
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +28,8 @@ from pydantic import ValidationError
 
 from broker.contracts.cache import FileCache
 from broker.contracts.files import DEFAULT_LIMITS, LoadLimits
-from broker.contracts.loader import ContractSet, LoadedContract, dotted, load_contracts
+from broker.contracts.folder import load_contracts
+from broker.contracts.loader import ContractSet, LoadedContract, dotted
 from broker.contracts.model import (
     TRIGGER_KINDS,
     AllOf,
@@ -76,9 +79,7 @@ def check_configured(
         limits=limits,
         cache=cache,
     )
-    checked = cache.reused if cache is not None else set()
-    unchecked = replace(contract_set, contracts=tuple(
-        c for c in contract_set.contracts if id(c) not in checked))  # fmt: skip
+    unchecked = replace(contract_set, contracts=_unchecked(contract_set, cache))
     errors += secret_problems(unchecked, settings.contract_env, environ)
     errors.sort(key=lambda e: (e.location.file, e.location.line, e.message))
     return contract_set, errors
@@ -96,24 +97,31 @@ def check_contracts(
     """Load and check `folder`; `targets` maps each configured target name to its kind,
     `owners` names the configured owners."""
     contract_set, errors = load_contracts(folder, limits, cache)
-    checked = cache.reused if cache is not None else set()
-    errors += check_set(contract_set, targets, checked)
+    unchecked = _unchecked(contract_set, cache)
+    errors += check_set(contract_set, targets, unchecked=unchecked)
     if require_owner:
-        errors += [e for c in contract_set.contracts if id(c) not in checked
-                   for e in _owner(c, owners)]  # fmt: skip
+        errors += [e for c in unchecked for e in _owner(c, owners)]
     errors.sort(key=lambda e: (e.location.file, e.location.line, e.message))
     return contract_set, errors
 
 
+def _unchecked(contract_set: ContractSet, cache: FileCache | None) -> tuple[LoadedContract, ...]:
+    """The contracts whose own checks must run: all, but those a `cache` kept from a
+    clean load under the same settings."""
+    if cache is None:
+        return contract_set.contracts
+    if cache.fresh is not None:  # a patched load knows them
+        return tuple(cache.fresh)
+    return tuple(c for c in contract_set.contracts if id(c) not in cache.reused)
+
+
 def check_set(
-    contract_set: ContractSet, targets: Mapping[str, str], checked: Collection[int] = ()
-) -> list[ContractError]:
-    """Every check; those of one contract not for the contracts whose ids are in
-    `checked` (kept from a clean load under the same settings)."""
+    contract_set: ContractSet, targets: Mapping[str, str],
+    unchecked: Iterable[LoadedContract] | None = None,
+) -> list[ContractError]:  # fmt: skip
+    """Every check; those of one contract for the `unchecked` ones only (default: all)."""
     errors = list(_duplicates(contract_set))
-    for loaded in contract_set.contracts:
-        if id(loaded) in checked:
-            continue
+    for loaded in contract_set.contracts if unchecked is None else unchecked:
         errors += _trigger(loaded, targets)
         errors += _inputs(loaded)
     errors += _cycles(contract_set)
@@ -121,6 +129,9 @@ def check_set(
 
 
 def _duplicates(contract_set: ContractSet) -> Iterator[ContractError]:
+    names = list(map(_NAME, contract_set.contracts))
+    if len(set(names)) == len(names):  # the usual case, without a loop of Python
+        return
     first: dict[str, LoadedContract] = {}
     for loaded in contract_set.contracts:
         name = loaded.contract.name
@@ -283,11 +294,15 @@ def _input_problems(contract: Contract, item: Input) -> Iterator[str]:
             yield f"where: {exc}"
 
 
+_NAME, _PRODUCES = attrgetter("contract.name"), attrgetter("contract.produces")
+
+
 def _cycles(contract_set: ContractSet) -> list[ContractError]:
     """Contract A -> B when A produces a dataset B reads; a cycle would trigger forever.
     Every contract on a cycle produces something (it has an edge out), so the graph is
     that of the producers alone: what the others read is never looked at."""
-    loaded = {c.contract.name: c for c in contract_set.contracts if c.contract.produces}
+    producers = compress(contract_set.contracts, map(_PRODUCES, contract_set.contracts))
+    loaded = {c.contract.name: c for c in producers}
     readers: dict[str, list[str]] = {}
     for c in loaded.values():
         for dataset in c.contract.input_datasets():

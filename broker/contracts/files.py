@@ -182,10 +182,14 @@ def git_version(folder: Path, content: str) -> str:
     return f"{commit}-dirty-{content[:8]}" if dirty.stdout.strip() else commit
 
 
-def content_version(files: list[tuple[str, bytes]]) -> str:
-    """A hash of each file's name (within the folder) and the digest of its text: the
+def content_version(entries: list[bytes]) -> str:
+    """A hash of each file's `version_entry`, in order (the caller sorts them): the
     version outside Git."""
-    digest = hashlib.sha256()
-    for name, text_digest in sorted(files):
-        digest.update(name.encode() + b"\0" + text_digest)
-    return digest.hexdigest()[:12]
+    return hashlib.sha256(b"".join(entries)).hexdigest()[:12]
+
+
+def version_entry(name: str, text_digest: bytes) -> bytes:
+    """A file's part of the version: its name within the folder and the digest of its
+    text. Sorted as bytes, entries fall in the order of their names (UTF-8 keeps the
+    order of code points, and the NUL sorts a name before any name it begins)."""
+    return name.encode() + b"\0" + text_digest

@@ -12,21 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from broker.contracts.cache import FileCache, digest, stat_of
 from broker.contracts.files import (
     DEFAULT_LIMITS,
     LoadLimits,
     Spent,
-    content_version,
-    contract_files,
-    git_version,
-    read_file,
 )
 from broker.contracts.model import Contract
 from broker.core.errors import ContractError, Location
@@ -59,51 +53,6 @@ class ContractSet:
 
 # libyaml's loader when PyYAML was built with it: the same nodes and marks, ~10x faster.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def load_contracts(
-    folder: Path, limits: LoadLimits = DEFAULT_LIMITS, cache: FileCache | None = None
-) -> tuple[ContractSet, list[ContractError]]:
-    """Load every contract file under `folder`; collect all errors and keep going, up to
-    a folder-wide limit. With a `cache`, a file whose text is what it was at the last
-    clean load is not parsed again (cache.py)."""
-    if not folder.is_dir():
-        error = ContractError(Location(str(folder)), "no such contracts folder")
-        return ContractSet((), content_version([])), [error]
-    spent = Spent(limits)
-    listed = cache.listing(str(folder), limits.max_contracts) if cache is not None else None
-    files, errors = (listed, []) if listed is not None else contract_files(folder, spent)
-    loaded: list[LoadedContract] = []
-    versions: list[tuple[str, bytes]] = []  # (name within the folder, digest of its text)
-    prefix = len(str(folder)) + 1
-    for name in files:
-        unread = cache.unread(name, spent, listed is not None) if cache is not None else None
-        if unread is not None:
-            versions.append((name[prefix:], unread.digest))
-            loaded += unread.contracts
-            continue
-        try:
-            read = read_file(name, spent)
-        except ContractError as exc:
-            errors.append(exc)
-            read = None
-        if read is not None:
-            text, stat = read[0], stat_of(read[1])
-            text_digest = digest(text)
-            versions.append((name[prefix:], text_digest))
-            kept = cache.reuse(name, text_digest, stat, spent) if cache is not None else None
-            if kept is not None:
-                loaded += kept
-                continue
-            values = spent.values
-            good, bad = load_text(text, name, limits, spent)
-            loaded += good
-            errors += bad
-            if cache is not None:
-                cache.parsed(name, text_digest, spent.values - values, stat)
-        if spent.full:
-            break
-    return ContractSet(tuple(loaded), git_version(folder, content_version(versions))), errors
 
 
 def load_text(

@@ -33,12 +33,19 @@ class DatasetIndex:
     contract's subscriptions are what they were."""
 
     def __init__(
-        self, contracts: dict[str, Contract], previous: DatasetIndex | None = None
-    ) -> None:
-        """`contracts` by name, as the matcher keeps them."""
+        self, contracts: dict[str, Contract], previous: DatasetIndex | None = None,
+        changed: list[Contract] | None = None,
+    ) -> None:  # fmt: skip
+        """`contracts` by name, as the matcher keeps them; `changed`, when the caller
+        knows them, the ones that are not the previous set's objects."""
         self._contracts = contracts
+        self._names: list[str] | None = None  # with `_order`: each name's place
+        self._order: dict[str, int] | None = None
         before = previous._contracts if previous is not None else {}
-        changed = [c for c in contracts.values() if before.get(c.name) is not c] if before else []
+        if changed is None:
+            changed = (
+                [c for c in contracts.values() if before.get(c.name) is not c] if before else []
+            )
         if previous is None or not before or 2 * len(changed) > len(contracts):
             by_dataset: dict[str, list[Subscription]] = defaultdict(list)
             for contract in contracts.values():
@@ -47,6 +54,17 @@ class DatasetIndex:
             self._by_dataset = dict(by_dataset)
         else:
             self._by_dataset = self._updated(changed, previous)
+
+    def _places(self, previous: DatasetIndex) -> dict[str, int]:
+        """Each contract's place in the set: the previous index's, when every name is
+        where it was (an edit in place; comparing the names is a pass of C, not Python)."""
+        names = list(self._contracts)
+        if previous._order is not None and previous._names == names:
+            order = previous._order
+        else:
+            order = {name: i for i, name in enumerate(names)}
+        self._names, self._order = names, order
+        return order
 
     def subscribers(self, dataset: str) -> list[Subscription]:
         return self._by_dataset.get(dataset, [])
@@ -68,7 +86,7 @@ class DatasetIndex:
         touched = set(added) | {item.dataset for name in gone if name in before
                                 for item in iter_inputs(before[name].when)}  # fmt: skip
         by_dataset = dict(previous._by_dataset)
-        order = {name: i for i, name in enumerate(self._contracts)} if touched else {}
+        order = self._places(previous) if touched else {}
         for dataset in touched:
             kept = [s for s in by_dataset.get(dataset, ()) if s.contract.name not in gone]
             subs = sorted(kept + added.get(dataset, []), key=lambda s: order[s.contract.name])

@@ -10,14 +10,17 @@ import gc
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import InitVar, dataclass, field, replace
+from operator import attrgetter
 
 from broker.contracts.cache import FileCache
 from broker.contracts.check import check_configured
-from broker.contracts.loader import ContractSet
+from broker.contracts.loader import ContractSet, LoadedContract
 from broker.contracts.model import Contract
 from broker.core.errors import ConfigError
 from broker.core.settings import Settings
 from broker.matching.matcher import Matcher
+
+_CONTRACT = attrgetter("contract")
 
 
 @dataclass
@@ -29,9 +32,12 @@ class Contracts:
     # what its files loaded to, for the next load to reuse (the same object from set to set)
     cache: FileCache = field(default_factory=FileCache, compare=False, repr=False)
     previous: InitVar[Matcher | None] = None
+    # the contracts not in the previous set as they are (None: found by comparing)
+    changed: InitVar[list[Contract] | None] = None
 
-    def __post_init__(self, previous: Matcher | None) -> None:
-        self.matcher = Matcher((c.contract for c in self.contract_set.contracts), previous)
+    def __post_init__(self, previous: Matcher | None, changed: list[Contract] | None) -> None:
+        contracts = list(map(_CONTRACT, self.contract_set.contracts))
+        self.matcher = Matcher(contracts, previous, changed)
 
     @property
     def version(self) -> str:
@@ -59,10 +65,24 @@ def load_checked(
             raise ConfigError("contracts rejected:\n" + "\n".join(str(e) for e in errors))
         # Checked: the line of each field was for the errors there were none of (~1.6 KB
         # a contract); a contract's own location stays.
-        kept = tuple(c if id(c) in cache.reused else replace(c, lines={})
-                     for c in contract_set.contracts)  # fmt: skip
+        kept = _without_lines(contract_set.contracts, cache)
+        anew = None if cache.fresh is None else [c.contract for c in cache.fresh]
         cache.commit(kept)
-        return Contracts(replace(contract_set, contracts=kept), cache, previous)
+        return Contracts(replace(contract_set, contracts=kept), cache, previous, anew)
+
+
+def _without_lines(
+    contracts: tuple[LoadedContract, ...], cache: FileCache
+) -> tuple[LoadedContract, ...]:
+    """`contracts`, those loaded anew without their line maps (a patched load knows
+    where they are)."""
+    if cache.fresh is None:
+        return tuple(c if id(c) in cache.reused else replace(c, lines={}) for c in contracts)
+    out = list(contracts)
+    for start, count in cache.slices:
+        out[start : start + count] = [c if id(c) in cache.reused else replace(c, lines={})
+                                      for c in out[start : start + count]]  # fmt: skip
+    return tuple(out)
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache, partial
+from operator import attrgetter
 from typing import Literal, NamedTuple
 
 from broker.contracts.model import Contract
@@ -93,14 +94,22 @@ def _build_tree(contracts: dict[str, Contract], name: str, partition: str) -> st
     return tree_json(build_tree(contracts[name], partition))
 
 
+_NAME = attrgetter("name")
+
+
 class Matcher:
     """Plans the state operations for events against one contract set."""
 
-    def __init__(self, contracts: Iterable[Contract], previous: Matcher | None = None) -> None:
-        """With the `previous` set's matcher, only what changed is indexed again."""
-        self.contracts = {c.name: c for c in contracts}
+    def __init__(
+        self, contracts: Iterable[Contract], previous: Matcher | None = None,
+        changed: list[Contract] | None = None,
+    ) -> None:  # fmt: skip
+        """With the `previous` set's matcher, only what changed is indexed again (the
+        `changed` contracts, when the caller knows them)."""
+        listed = list(contracts)
+        self.contracts = dict(zip(map(_NAME, listed), listed, strict=True))
         self.index: DatasetIndex = DatasetIndex(
-            self.contracts, previous.index if previous else None
+            self.contracts, previous.index if previous else None, changed
         )
         # Over the contracts, not `self`: a matcher in a cycle with its own cache would
         # outlive its set (loaded.py freezes what a load leaves for the collector).
