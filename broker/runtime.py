@@ -17,6 +17,7 @@ from broker.embedded_redis import RedisProcess, ensure_embedded
 from broker.ingest.auth import Authenticator
 from broker.state.health import reconnecting
 from broker.state.keys import Keys
+from broker.state.packing import packed_by_hiredis
 from broker.state.redis_store import RedisStore
 
 log = logging.getLogger("baton")
@@ -59,6 +60,7 @@ class Runtime:
         # Timeouts, so a Redis that hangs (not just one that refuses) is noticed too.
         redis = Redis.from_url(url, decode_responses=False, socket_timeout=10,
                                socket_connect_timeout=5, retry=reconnecting())  # fmt: skip
+        packed_by_hiredis(redis)
         store = RedisStore(
             redis,
             Keys(settings.namespace),
