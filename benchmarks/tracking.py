@@ -81,13 +81,13 @@ async def burst(url: str, tmp: Path, partitions: int) -> list[Row]:
                 await baton.publish_many(
                     [{"dataset": ds, "partition": d.isoformat()} for d in chunk for ds in both]
                 )
+            # The burst's own triggers, while the chains go on (60 x CHAIN_EVERY_S: a rate
+            # over them all would be 15 s's worth whatever the worker does).
+            stats = store.keys.stats
+            burst_done = await _wait(lambda: _burst_dispatched(client, store, stats, chains),
+                                     partitions, WAIT_S)  # fmt: skip
             await chaining
         total = partitions + 2 * len(chains)
-        stats = store.keys.stats
-        # The burst's own triggers, not the chains' (which go on for 60 x CHAIN_EVERY_S
-        # and would make the rate 15 s's worth whatever the worker does).
-        burst_done = await _wait(lambda: _burst_dispatched(client, store, stats, chains),
-                                 partitions, WAIT_S)  # fmt: skip
         dispatched_s = burst_done - started
         last_dispatch = await _wait(lambda: _dispatched(client, stats), total, WAIT_S)
         tracking = store.keys.tracking_of("hook")
