@@ -11,8 +11,8 @@ import pydot
 import pytest
 import yaml
 
+from broker.contracts.folder import load_contracts
 from broker.contracts.graph import Edge, build, dot, mermaid
-from broker.contracts.loader import load_contracts
 from tests.conftest import BATON, ROOT
 
 TARGETS = {"example-hook": "webhook", "airflow-prod": "airflow"}
