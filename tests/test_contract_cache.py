@@ -297,6 +297,22 @@ def test_an_edit_in_place_is_patched_in_as_a_load_afresh_loads_it(folder: Path) 
     afresh = load_checked(settings(folder))
     assert (third.version, _as_loaded(third)) == (afresh.version, _as_loaded(afresh))
     assert _index_of(third) == _index_of(afresh)
+    # a file added (it sorts first) and one removed, both named: patched in and out
+    write(folder, "a0")
+    (folder / "c3.yaml").unlink()
+    named = _named(folder, "a0", "c3")
+    fourth = load_checked(settings(folder), third.cache, third.matcher, named)
+    assert fourth.cache.fresh is not None
+    assert [c.contract.name for c in fourth.contract_set.contracts][:2] == ["a0", "c0"]
+    afresh = load_checked(settings(folder))
+    assert (fourth.version, _as_loaded(fourth)) == (afresh.version, _as_loaded(afresh))
+    assert _index_of(fourth) == _index_of(afresh)
+    # and the load after it patches from what that one laid out
+    write(folder, "c1", description="'after'")
+    fifth = load_checked(settings(folder), fourth.cache, fourth.matcher, _named(folder, "c1"))
+    assert fifth.cache.fresh is not None
+    afresh = load_checked(settings(folder))
+    assert (fifth.version, _as_loaded(fifth)) == (afresh.version, _as_loaded(afresh))
 
 
 TWO = (
@@ -305,9 +321,10 @@ TWO = (
 
 
 @pytest.mark.parametrize("edit", ["two contracts now", "an error", "a name taken", "too big"])
-def test_a_named_file_a_patch_cannot_take_is_loaded_file_by_file(folder: Path, edit: str) -> None:
-    """What a patch cannot take (another number of contracts, an error, a name used
-    twice, a limit passed) loads file by file, refused or taken as a load afresh does."""
+def test_a_named_file_loads_as_a_load_afresh_loads_it(folder: Path, edit: str) -> None:
+    """A file that holds another number of contracts now, or has an error, a name used
+    twice or passes a limit: taken or refused as a load afresh does (what a patch
+    cannot take, an error or a limit, is loaded file by file)."""
     write(folder, "f0", description=f"'{'y' * 600}'")  # the folder over the least limit
     size = sum(p.stat().st_size for p in folder.iterdir())
     limits = {"contract_limits": {"max_folder_bytes": size + 300}}
@@ -334,8 +351,7 @@ def test_a_named_file_a_patch_cannot_take_is_loaded_file_by_file(folder: Path, e
             load_checked(settings(folder, **limits))
         assert str(patched.value) == str(afresh.value)
         return
-    second = reload()
-    assert second.cache.fresh is None
+    second = reload()  # another number of contracts is laid out again, not refused
     afresh = load_checked(settings(folder, **limits))
     assert (second.version, _as_loaded(second)) == (afresh.version, _as_loaded(afresh))
     assert sorted(second.by_name()) == ["c0", "c1", "c2", "c3", "c4", "c9", "f0"]

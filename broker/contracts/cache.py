@@ -78,7 +78,7 @@ class AllBut:
 
 @dataclass(frozen=True, slots=True)
 class LastLoad:
-    """A clean load as the next one may patch it (loader.py: `_patched`): its contracts
+    """A clean load as the next one may patch it (folder.py: `_patched`): its contracts
     in listing order, as the running set keeps them; each file's first index among them;
     the version entry of each file (files.py), sorted; and what the folder spent of its
     limits (bytes, contracts, values)."""
@@ -103,9 +103,10 @@ class FileCache:
     _told: set[str] = field(default_factory=set)
     # each file read by this load: what it read, or (not read again) what is kept of it
     _seen: dict[str, tuple[bytes, int, Stat | None, int] | Kept] = field(default_factory=dict)
-    # the load in progress: its sorted versions and what it spent; whether it patched
+    # the load in progress: its sorted versions and what it spent; whether it patched,
+    # and if the patch added, removed or resized files, its listing and their starts
     _loaded: tuple[list[bytes], tuple[int, int, int]] | None = None
-    _patched: bool = False
+    _patch: tuple[dict[str, int], list[str] | None, dict[str, int] | None] | None = None
     # a patched load: the contracts it parsed anew, and where the files it read again
     # lie among all (start, count); None for a load file by file
     fresh: list[LoadedContract] | None = None
@@ -116,11 +117,16 @@ class FileCache:
         if key != self.key:
             self.files, self.key, self.last = {}, key, None
         self.reused, self._seen, self._told = set(), {}, set()
-        self._loaded, self._patched, self.fresh, self.slices = None, False, None, []
+        self._loaded, self._patch, self.fresh, self.slices = None, None, None, []
 
     def restart(self) -> None:
         """Forget what this load did so far (a patch given up: the files, one by one)."""
         self.reused, self._seen, self.fresh, self.slices = set(), {}, None, []
+
+    @property
+    def named(self) -> set[str]:
+        """The contract files a watcher named for this (listed) load."""
+        return self._told
 
     @property
     def told(self) -> list[str]:
@@ -129,12 +135,16 @@ class FileCache:
         racy = self.last.racy if self.last is not None else ()
         return sorted(self._told.union(racy), key=listing_order)
 
-    def loaded(self, versions: list[bytes], spent: Spent, patched: bool) -> None:
-        """This load (a `patched` one, or file by file) found these (sorted) version
-        entries and spent `spent`: what the next load may patch, once `commit` says
-        this one was clean."""
+    def loaded(
+        self, versions: list[bytes], spent: Spent,
+        patch: tuple[dict[str, int], list[str] | None, dict[str, int] | None] | None = None,
+    ) -> None:  # fmt: skip
+        """This load found these (sorted) version entries and spent `spent`: what the
+        next load may patch, once `commit` says this one was clean. A `patch` gives how
+        many contracts each file it read holds, and when it added, removed or resized
+        files, the listing and where each file's contracts now start."""
         self._loaded = (versions, (spent.bytes, spent.contracts, spent.values))
-        self._patched = patched
+        self._patch = patch
 
     def listing(self, folder: str, limit: int) -> list[str] | None:
         """The files of the last load, with the contract files a watcher saw come and go
@@ -209,12 +219,13 @@ class FileCache:
         read again is kept as it was: its contracts are the ones the set holds."""
         contracts = tuple(contracts)
         by_file: dict[str, list[LoadedContract]] = defaultdict(list)
-        if self._patched and self.last is not None:  # only the files named were read
-            for path in self._seen:
-                start = self.last.starts.get(path, 0)
-                by_file[path] = list(contracts[start : start + len(self.files[path].contracts)])
-            files = dict(self.files)
-            starts = self.last.starts  # each file holds as many contracts as it did
+        order: list[str] | None = None
+        if self._patch is not None and self.last is not None:  # only the files named were read
+            counts, order, moved = self._patch
+            starts = moved if moved is not None else self.last.starts
+            for path, count in counts.items():
+                start = starts.get(path, 0)
+                by_file[path] = list(contracts[start : start + count])
         else:
             starts = {}
             for i, loaded in enumerate(contracts):
@@ -222,11 +233,16 @@ class FileCache:
                 starts.setdefault(path, i)
                 if not isinstance(self._seen.get(path), Kept):
                     by_file[path].append(loaded)
-            files = {}
-        for path, seen in self._seen.items():
-            files[path] = seen if isinstance(seen, Kept) else _kept(seen, by_file.get(path, []))
-        if self._patched and self.last is not None:
-            racy = {p for p in self.last.racy if files[p].stat is None}
+        read = {path: seen if isinstance(seen, Kept) else _kept(seen, by_file.get(path, []))
+                for path, seen in self._seen.items()}  # fmt: skip
+        if self._patch is None or self.last is None:
+            files = read  # every file, in listing order
+        elif order is None:  # the same files: those read in their places
+            files = {**self.files, **read}
+        else:  # in the new listing's order, what is gone left out
+            files = {p: read[p] if p in read else self.files[p] for p in order}
+        if self._patch is not None and self.last is not None:
+            racy = {p for p in self.last.racy if p in files and files[p].stat is None}
             racy.update(p for p in self._seen if files[p].stat is None)
         else:
             racy = {p for p, kept in files.items() if kept.stat is None}
