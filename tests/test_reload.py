@@ -55,6 +55,25 @@ def test_an_edit_is_live_within_2s_and_no_event_is_lost_meanwhile(cluster: Clust
     assert httpx.get(cluster.api + "/readyz").json()["contracts_version"] != before
 
 
+def test_what_the_watcher_does_not_name_is_loaded_once_the_folder_is_quiet(
+    cluster: Cluster,
+) -> None:
+    """watchfiles' default filter leaves out some folders (node_modules, .git, ...), so a
+    contract file under one is never named: the named reload misses it, and the reload
+    of the whole folder, once it has been quiet a few seconds, finds it."""
+    _, folder = start(cluster)
+    (folder / "node_modules").mkdir()
+    (folder / "node_modules" / "b.yaml").write_text(B)
+    (folder / "a.yaml").write_text(A + "description: touched\n")  # named: a reload is owed
+    wait_until(
+        lambda: "b_report" in names(cluster),
+        timeout=30,
+        what="a whole-folder reload after a quiet spell to load node_modules/b.yaml",
+    )
+    described = {c["name"]: c.get("description") for c in contracts(cluster)["contracts"]}
+    assert described["a_report"] == "touched"
+
+
 def test_a_broken_edit_is_refused_and_the_old_set_keeps_firing(cluster: Cluster) -> None:
     sink, folder = start(cluster)
     version = contracts(cluster)["version"]
