@@ -106,7 +106,7 @@ class FileCache:
     # the load in progress: its sorted versions and what it spent; whether it patched,
     # and if the patch added, removed or resized files, its listing and their starts
     _loaded: tuple[list[bytes], tuple[int, int, int]] | None = None
-    _patch: tuple[dict[str, int], list[str] | None, dict[str, int] | None] | None = None
+    _patch: tuple[dict[str, int], tuple[list[str], dict[str, int]] | None] | None = None
     # a patched load: the contracts it parsed anew, and where the files it read again
     # lie among all (start, count); None for a load file by file
     fresh: list[LoadedContract] | None = None
@@ -137,7 +137,7 @@ class FileCache:
 
     def loaded(
         self, versions: list[bytes], spent: Spent,
-        patch: tuple[dict[str, int], list[str] | None, dict[str, int] | None] | None = None,
+        patch: tuple[dict[str, int], tuple[list[str], dict[str, int]] | None] | None = None,
     ) -> None:  # fmt: skip
         """This load found these (sorted) version entries and spent `spent`: what the
         next load may patch, once `commit` says this one was clean. A `patch` gives how
@@ -219,10 +219,11 @@ class FileCache:
         read again is kept as it was: its contracts are the ones the set holds."""
         contracts = tuple(contracts)
         by_file: dict[str, list[LoadedContract]] = defaultdict(list)
+        last = self.last if self._patch is not None else None  # a patch of that load
         order: list[str] | None = None
-        if self._patch is not None and self.last is not None:  # only the files named were read
-            counts, order, moved = self._patch
-            starts = moved if moved is not None else self.last.starts
+        if self._patch is not None and last is not None:  # only the files named were read
+            counts, reshaped = self._patch
+            order, starts = reshaped if reshaped is not None else (None, last.starts)
             for path, count in counts.items():
                 start = starts.get(path, 0)
                 by_file[path] = list(contracts[start : start + count])
@@ -235,17 +236,17 @@ class FileCache:
                     by_file[path].append(loaded)
         read = {path: seen if isinstance(seen, Kept) else _kept(seen, by_file.get(path, []))
                 for path, seen in self._seen.items()}  # fmt: skip
-        if self._patch is None or self.last is None:
+        if last is None:
             files = read  # every file, in listing order
         elif order is None:  # the same files: those read in their places
             files = {**self.files, **read}
         else:  # in the new listing's order, what is gone left out
             files = {p: read[p] if p in read else self.files[p] for p in order}
-        if self._patch is not None and self.last is not None:
-            racy = {p for p in self.last.racy if p in files and files[p].stat is None}
-            racy.update(p for p in self._seen if files[p].stat is None)
-        else:
+        if last is None:
             racy = {p for p, kept in files.items() if kept.stat is None}
+        else:
+            racy = {p for p in last.racy if p in files and files[p].stat is None}
+            racy.update(p for p in self._seen if files[p].stat is None)
         self.files, self._seen = files, {}
         if self._loaded is not None:
             versions, spent = self._loaded

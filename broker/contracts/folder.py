@@ -3,9 +3,9 @@ within `LoadLimits`; loader.py turns each file's text into contracts).
 
 With the cache of the last clean load (cache.py), a file stat says is unchanged is not
 read again, and one whose text is the same is not parsed again. When a watcher named the
-files that changed, and each was edited in place (as many contracts as before, and no
-error), the last load is patched: only those files are read, and what they hold is put
-where their contracts were, with no pass over every file.
+files that changed (edited, added or removed) and none has an error, the last load is
+patched: only those files are read, and what they hold is put where their contracts
+were (or, when the files or their counts changed, laid out again along the listing).
 """
 
 from __future__ import annotations
@@ -110,10 +110,11 @@ def _patched(
         spent.contracts -= len(old.contracts)
         spent.values -= old.values
     versions, prefix = list(last.versions), len(str(folder)) + 1
-    redo: dict[str, tuple[LoadedContract, ...]] = {}
+    redo: dict[str, tuple[LoadedContract, ...]] = {}  # the files read again
+    gone: set[str] = set()
     fresh: list[LoadedContract] = []
     for path in told:
-        kept, name = cache.files.get(path), version_entry(path[prefix:], b"")
+        name = version_entry(path[prefix:], b"")
         at = bisect.bisect_left(versions, name)
         known = at < len(versions) and versions[at].startswith(name)
         if not os.path.lexists(path):  # removed
@@ -121,33 +122,33 @@ def _patched(
                 return None
             if known:
                 del versions[at]
-            if kept is not None:
-                redo[path] = ()
+            if path in cache.files:
+                gone.add(path)
             continue
         again = _read_again(path, cache, spent)
         if again is None:
             return None
         redo[path], fresh = again[0], fresh + again[2]
         versions[at : at + known] = [name + again[1]]
-    contracts, reshaped = _placed(cache, last, listed, redo)
-    cache.reused = AllBut(frozenset(id(c) for c in fresh))
+    contracts, reshaped = _placed(cache, last, listed, redo, gone)
     starts = reshaped[1] if reshaped is not None else last.starts
+    cache.reused = AllBut(frozenset(id(c) for c in fresh))
     cache.fresh = fresh
     cache.slices = [(starts.get(p, 0), len(new)) for p, new in redo.items() if new]
-    counts = {path: len(new) for path, new in redo.items() if os.path.lexists(path)}
-    order = reshaped[0] if reshaped is not None else None
-    cache.loaded(versions, spent, (counts, order, reshaped[1] if reshaped else None))
+    cache.loaded(versions, spent, ({path: len(new) for path, new in redo.items()}, reshaped))
     return ContractSet(tuple(contracts), git_version(folder, content_version(versions)))
 
 
 def _placed(
-    cache: FileCache, last: LastLoad, listed: list[str], redo: dict[str, tuple[LoadedContract, ...]]
-) -> tuple[list[LoadedContract], tuple[list[str], dict[str, int]] | None]:
-    """The last load's contracts with each file read again (`redo`) in its place: in
-    the places its contracts had, when every one of them is where it was and holds as
-    many; else laid out again along the listing, with where each file now starts."""
-    same = all(path in cache.files and len(new) == len(cache.files[path].contracts)
-               and os.path.lexists(path) for path, new in redo.items())  # fmt: skip
+    cache: FileCache, last: LastLoad, listed: list[str],
+    redo: dict[str, tuple[LoadedContract, ...]], gone: set[str],
+) -> tuple[list[LoadedContract], tuple[list[str], dict[str, int]] | None]:  # fmt: skip
+    """The last load's contracts with each file read again (`redo`) in its place, and
+    those `gone` taken out: in the places their contracts had, when none was added or
+    removed and each holds as many; else laid out again along the listing, with where
+    each file now starts."""
+    same = not gone and all(path in cache.files and len(new) == len(cache.files[path].contracts)
+                            for path, new in redo.items())  # fmt: skip
     if same:
         contracts = list(last.contracts)
         for path, new in redo.items():

@@ -75,11 +75,9 @@ def _without_lines(
     contracts: tuple[LoadedContract, ...], cache: FileCache
 ) -> tuple[LoadedContract, ...]:
     """`contracts`, those loaded anew without their line maps (a patched load knows
-    where they are)."""
-    if cache.fresh is None:
-        return tuple(c if id(c) in cache.reused else replace(c, lines={}) for c in contracts)
+    where they are; else they are looked for among all)."""
     out = list(contracts)
-    for start, count in cache.slices:
+    for start, count in cache.slices if cache.fresh is not None else [(0, len(out))]:
         out[start : start + count] = [c if id(c) in cache.reused else replace(c, lines={})
                                       for c in out[start : start + count]]  # fmt: skip
     return tuple(out)
