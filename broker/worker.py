@@ -9,7 +9,6 @@ puts due retries back on the triggers stream.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -19,7 +18,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from broker.core.events import from_wire
+from broker.core.events import from_wire, stored_events
 from broker.core.secrets import allowed_env
 from broker.dispatch.dispatcher import Dispatcher
 from broker.dispatch.gate import Gates
@@ -146,7 +145,7 @@ class Worker:
             id=tid, contract=op.contract, partition=op.partition,
             generation=outcome.generation, state="dispatching", attempts=1,
             created_at=outcome.at, updated_at=outcome.at,
-            inputs=json.loads(outcome.inputs or "{}"),
+            inputs=stored_events(outcome.inputs),
         )  # fmt: skip
         return await self.dispatcher.dispatch(entry, record)
 

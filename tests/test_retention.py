@@ -224,3 +224,21 @@ async def test_the_embedded_redis_keeps_a_partition_with_its_events_compact(
     await inputs.land("a")
     key = inputs.store.keys.partition("report", DAY)
     assert await inputs.store.redis.object("encoding", key) in (b"ziplist", b"listpack")
+
+
+async def test_an_event_is_kept_without_its_defaults_and_read_back_whole(
+    inputs: Inputs,
+) -> None:
+    """`status: success` and empty metadata are left out of every copy kept (33 B
+    each); what reads a copy (explain, a trigger's inputs, templates) sees them."""
+    store, keys = inputs.store, inputs.store.keys
+    await inputs.land("a")
+    [tid] = await inputs.land("b")
+    raw = await store.redis.hgetall(keys.partition("report", DAY))
+    held = {k.decode(): v.decode() for k, v in raw.items() if k.startswith(b"s:")}
+    assert len(held) == 2 and all("status" not in v and "metadata" not in v for v in held.values())
+    state = await store.read_partition("report", DAY)
+    assert {e["status"] for e in state.successes.values()} == {"success"}
+    record = await store.get_trigger(tid)
+    assert record is not None and len(record.inputs) == 2
+    assert all(e["status"] == "success" and e["metadata"] == {} for e in record.inputs.values())

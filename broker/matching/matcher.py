@@ -85,7 +85,7 @@ def order_key(event: Event, stream_id: str) -> str:
 
 
 def slot_payload(event: Event, received_at: datetime) -> str:
-    data = event.model_dump(mode="json", exclude_none=True)
+    data = event.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
     data["received_at"] = received_at.astimezone(UTC).isoformat()
     return json.dumps(data, separators=(",", ":"))
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from broker.core.events import stored_events
 from broker.matching.matcher import RecordOp
 
 StreamEntry = tuple[str, dict[str, str]]
@@ -86,7 +87,7 @@ class TriggerRecord:
             attempts=int(data.get("attempts", 0)),
             created_at=data.get("created_at", ""),
             updated_at=data.get("updated_at", ""),
-            inputs=json.loads(data.get("inputs") or "{}"),
+            inputs=stored_events(data.get("inputs")),
             contract_version=data.get("contract_version", ""),
             last_error=data.get("last_error", ""),
             downstream_ref=data.get("downstream_ref", ""),

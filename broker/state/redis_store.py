@@ -6,7 +6,6 @@ Every write that must not be half-done is one Lua script or one MULTI transactio
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from broker.core.events import stored_event
 from broker.matching.matcher import RecordOp, trigger_id_base
 from broker.state.backfill_store import BackfillStore
 from broker.state.batch import ScriptBatch
@@ -339,8 +339,8 @@ def _outcome(reply: list[Any], at: str) -> RecordOutcome:
 
 
 def _partition_state(raw: dict[str, str]) -> PartitionState:
-    successes = {k[2:]: json.loads(v) for k, v in raw.items() if k.startswith("s:")}
-    failures = {k[2:]: json.loads(v) for k, v in raw.items() if k.startswith("f:")}
+    successes = {k[2:]: stored_event(v) for k, v in raw.items() if k.startswith("s:")}
+    failures = {k[2:]: stored_event(v) for k, v in raw.items() if k.startswith("f:")}
     consumed = frozenset(k[2:] for k in raw if k.startswith("c:"))
     return PartitionState(
         generation=int(raw.get("gen", 0)),
