@@ -99,6 +99,47 @@ async def test_a_fired_partition_is_kept_for_the_history_window_and_its_marker_b
     assert await redis.ttl(keys.trigger(tid)) == -1  # its run is followed still
     await store.run_seen(keys.tracking_of("hook"), tid, "succeeded", "done", None, "hook")
     assert HOUR - 5 < await redis.ttl(keys.trigger(tid)) <= HOUR  # settled
+    assert await redis.zscore(keys.tracking_of("hook"), tid) is None
+
+
+async def test_a_settled_trigger_keeps_which_events_fed_it_and_drops_the_events(
+    inputs: Inputs,
+) -> None:
+    """Settled, by a look at its run or by the answer of a webhook, a trigger is not
+    sent again: of its inputs it keeps the event ids; a dead-lettered one keeps all."""
+    store, redis, keys = inputs.store, inputs.store.redis, inputs.store.keys
+    tids = [t for day in ("2026-11-20", "2026-11-21", "2026-11-22")
+            for t in await inputs.land("a", "b", partition=day)]  # fmt: skip
+    live = [await store.get_trigger(t) for t in tids]
+    assert all(r is not None and set(r.input_ids.values()) == {e["event_id"]
+               for e in r.inputs.values()} and len(r.input_ids) == 2 for r in live)  # fmt: skip
+    await store.dispatched(tids[0], "", "HTTP 200", "http://hook", target="hook")
+    await store.run_seen(keys.tracking_of("hook"), tids[0], "succeeded", "done", None, "hook")
+    await store.dispatched(tids[1], "", "HTTP 200", "http://hook", target="hook",
+                           settled=("succeeded", "delivered"))  # fmt: skip
+    await store.dead_letter(tids[2], "", "HTTP 500", target="hook")
+    for tid, before in zip(tids, live, strict=True):
+        settled = tid != tids[2]
+        assert await redis.hexists(keys.trigger(tid), "inputs") != settled
+        record = await store.get_trigger(tid)
+        assert record is not None and before is not None
+        assert record.input_ids == before.input_ids
+        assert record.inputs == ({} if settled else before.inputs)
+        assert HOUR - 5 < await redis.ttl(keys.trigger(tid)) <= HOUR
+    assert await store.revive(tids[2], [])
+    revived, dead = await store.get_trigger(tids[2]), live[2]
+    assert revived is not None and dead is not None and revived.inputs == dead.inputs
+
+
+async def test_a_trigger_whose_inputs_are_not_json_settles_all_the_same(inputs: Inputs) -> None:
+    store, redis, keys = inputs.store, inputs.store.redis, inputs.store.keys
+    [tid] = await inputs.land("a", "b")
+    await redis.hset(keys.trigger(tid), "inputs", "{not json")
+    await store.dispatched(tid, "", "HTTP 200", "http://hook", target="hook",
+                           settled=("succeeded", "delivered"))  # fmt: skip
+    assert await redis.hget(keys.trigger(tid), "inputs") == b"{not json"
+    assert await redis.hget(keys.trigger(tid), "run_state") == b"succeeded"
+    assert HOUR - 5 < await redis.ttl(keys.trigger(tid)) <= HOUR
 
 
 async def test_a_dead_letter_is_kept_for_the_window_and_older_ones_are_trimmed(

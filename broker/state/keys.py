@@ -258,10 +258,11 @@ class Keys:
         return f"{self.namespace}:p:{contract}:"
 
     def trigger(self, trigger_id: str) -> str:
-        """Hash of one trigger's record: state, attempts, last error, downstream run.
-        Retention: expires `history_retention` after it settles (its run ended, or was
-        over when the target answered, as a webhook's is; or it was dead-lettered); a
-        live trigger's never does. Revived, it is kept again."""
+        """Hash of one trigger's record: state, attempts, inputs, last error, downstream
+        run. Retention: expires `history_retention` after it settles (its run ended, or
+        was over when the target answered, as a webhook's is; or it was dead-lettered);
+        a live trigger's never does. Revived, it is kept again. Settled other than by a
+        dead letter, it keeps of its inputs only their event ids (settle.lua)."""
         return f"{self.namespace}:t:{trigger_id}"
 
     def trigger_prefix(self) -> str:

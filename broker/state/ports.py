@@ -60,6 +60,8 @@ class TriggerRecord:
     attempts: int
     created_at: str
     updated_at: str
+    # slot -> the event it was fired with; a settled trigger keeps only `input_ids`
+    # (settle.lua): its request has been rendered from them.
     inputs: dict[str, dict[str, Any]]
     contract_version: str = ""
     last_error: str = ""
@@ -75,9 +77,12 @@ class TriggerRecord:
     # circuit breaker).
     target: str = ""
     waiting_for: str = ""
+    # slot -> the id of the event it was fired with (kept after it settles).
+    input_ids: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> TriggerRecord:
+        inputs = stored_events(data.get("inputs"))
         return cls(
             id=data["id"],
             contract=data["contract"],
@@ -87,7 +92,7 @@ class TriggerRecord:
             attempts=int(data.get("attempts", 0)),
             created_at=data.get("created_at", ""),
             updated_at=data.get("updated_at", ""),
-            inputs=stored_events(data.get("inputs")),
+            inputs=inputs,
             contract_version=data.get("contract_version", ""),
             last_error=data.get("last_error", ""),
             downstream_ref=data.get("downstream_ref", ""),
@@ -99,7 +104,14 @@ class TriggerRecord:
             missing=_list(data.get("missing")),
             target=data.get("target", ""),
             waiting_for=data.get("waiting_for", ""),
+            input_ids=_ids(data.get("input_ids"))
+            or {s: str(e.get("event_id", "")) for s, e in inputs.items()},
         )
+
+
+def _ids(raw: str | None) -> dict[str, str]:
+    value = json.loads(raw) if raw else {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 def _list(raw: str | None) -> list[str]:

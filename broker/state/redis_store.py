@@ -60,7 +60,8 @@ class RedisStore(RedisStreams):
         self._record = script(redis, "record", "claim")
         self._due = script(redis, "due")
         self._begin = script(redis, "begin")
-        self._finish_script = ScriptBatch(redis, script(redis, "finish"))
+        self._finish_script = ScriptBatch(redis, script(redis, "finish", "settle"))
+        self._settled = script(redis, "settled", "settle")
         self._revive = script(redis, "revive")
         self._track = script(redis, "track")
 
@@ -263,17 +264,18 @@ class RedisStore(RedisStreams):
         """Record where the downstream run stands; look again at `next_ms`, or stop
         following it (None: it finished, and leaves `target`'s runs in flight)."""
         fields = {"run_state": run_state, "run_detail": detail, "run_checked_at": _iso()}
+        key = self.keys.trigger(trigger_id)
+        if next_ms is None:  # settled: kept for the history window from now
+            leave = [self.keys.target_running(target)] if target else []
+            await self._settled(
+                keys=[key, tracking, *leave],
+                args=[trigger_id, self.history_ms or "", *(i for p in fields.items() for i in p)],
+            )
+            return
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.trigger(trigger_id), mapping=fields)  # type: ignore[arg-type]
-            pipe.hincrby(self.keys.trigger(trigger_id), "run_checks", 1)
-            if next_ms is None:  # settled: kept for the history window from now
-                if self.history_ms:
-                    pipe.pexpire(self.keys.trigger(trigger_id), self.history_ms)
-                pipe.zrem(tracking, trigger_id)
-                if target:
-                    pipe.zrem(self.keys.target_running(target), trigger_id)
-            else:
-                pipe.zadd(tracking, {trigger_id: next_ms})
+            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+            pipe.hincrby(key, "run_checks", 1)
+            pipe.zadd(tracking, {trigger_id: next_ms})
             await pipe.execute()
 
     # -- signed requests -----------------------------------------------------------

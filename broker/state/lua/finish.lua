@@ -13,7 +13,8 @@
 -- A dead-lettered trigger has settled: its record is kept for the history window, and
 -- dead letters older than that window are trimmed as this one is added (exactly: the
 -- stream is small, and `baton dlq` should not list a letter whose record is gone). The acked
--- stream entry is deleted: it has been handed on, and the record says the rest.
+-- stream entry is deleted: it has been handed on, and the record says the rest. One that
+-- settles here (a webhook's) is settled as settle.lib says.
 local fields = {'updated_at', ARGV[4]}
 for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
 for i = 11, #ARGV - 1, 2 do
@@ -35,8 +36,8 @@ if ARGV[6] ~= '' then
   else
     redis.call('XADD', KEYS[4], '*', 'trigger_id', ARGV[3], 'error', ARGV[6], 'at', ARGV[4])
   end
-elseif ARGV[10] == '1' and history > 0 then
-  redis.call('PEXPIRE', KEYS[1], history)
+elseif ARGV[10] == '1' then
+  settle(KEYS[1], history)
 end
 if KEYS[7] then redis.call('ZREM', KEYS[7], ARGV[3]) end
 if KEYS[8] then redis.call('ZREM', KEYS[8], ARGV[3]) end
