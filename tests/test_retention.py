@@ -19,8 +19,8 @@ from redis.asyncio import Redis
 
 from broker.contracts.model import Contract
 from broker.control.explain import explain_from_store, render_report
-from broker.core.events import Event
-from broker.matching.matcher import Matcher
+from broker.core.events import Event, encode, from_wire, stored_event, wire, wire_time
+from broker.matching.matcher import Matcher, slot_payload
 from broker.state.backfill_store import Step
 from broker.state.deadline_store import Decision
 from broker.state.keys import Keys
@@ -283,3 +283,17 @@ async def test_an_event_is_kept_without_its_defaults_and_read_back_whole(
     record = await store.get_trigger(tid)
     assert record is not None and len(record.inputs) == 2
     assert all(e["status"] == "success" and e["metadata"] == {} for e in record.inputs.values())
+
+
+def test_an_event_that_says_not_when_it_occurred_is_kept_without_and_reads_as_received() -> None:
+    untimed = encode(Event(dataset="a", event_id="e1"))
+    stream = wire(untimed, wire_time(T0))
+    assert "occurred_at" not in stream
+    event, received = from_wire(stream)
+    assert event.occurred_at == received == T0
+    held = slot_payload(event, received)
+    assert "occurred_at" not in held and stored_event(held)["occurred_at"] == T0.isoformat()
+    timed = Event(dataset="a", event_id="e2", occurred_at=T0 - timedelta(hours=1))
+    again, _ = from_wire(wire(encode(timed), wire_time(T0)))
+    assert again.occurred_at == timed.occurred_at
+    assert stored_event(slot_payload(again, T0))["occurred_at"] == "2026-11-23T23:00:00Z"

@@ -147,10 +147,10 @@ def field_errors(exc: ValidationError, prefix: str) -> list[tuple[str, str]]:
 
 
 # An event as compact JSON with its `event_id` filled in, waiting only for the time it is
-# received: (event_id, JSON body, whether the body carries `occurred_at`). Plain strings
-# in a tuple, so a client holding 100,000 of them gives the garbage collector nothing
-# to walk (100,000 models would cost more in collections than in validation).
-Encoded = tuple[str, str, bool]
+# received: (event_id, JSON body). Plain strings in a tuple, so a client holding 100,000
+# of them gives the garbage collector nothing to walk (100,000 models would cost more in
+# collections than in validation).
+Encoded = tuple[str, str]
 
 
 def encode(event: Event) -> Encoded:
@@ -158,18 +158,15 @@ def encode(event: Event) -> Encoded:
     body = event.model_dump_json(exclude_none=True, exclude_defaults=True)
     if event.event_id is None:
         body = '{"event_id":' + json.dumps(event_id) + "," + body[1:]
-    return event_id, body, event.occurred_at is not None
+    return event_id, body
 
 
 def wire(encoded: Encoded, received: str) -> str:
-    """The stream encoding: the body with `received_at` (and `occurred_at` defaulting to
-    it) spliced in as text, this being the ingest hot path; `received` is formatted
-    once per batch by `wire_time`."""
-    _, body, timed = encoded
-    head = '{"received_at":"' + received + '"'
-    if not timed:
-        head += ',"occurred_at":"' + received + '"'
-    return head + "," + body[1:]
+    """The stream encoding: the body with `received_at` spliced in as text, this being
+    the ingest hot path (`received` is formatted once per batch by `wire_time`). An
+    event that says nothing of when it occurred is kept without `occurred_at`, which
+    reads as `received_at` (`from_wire`)."""
+    return '{"received_at":"' + received + '",' + encoded[1][1:]
 
 
 def wire_time(instant: datetime) -> str:
@@ -179,24 +176,32 @@ def wire_time(instant: datetime) -> str:
 def from_wire(payload: str | bytes) -> tuple[Event, datetime]:
     """Inverse of `wire`."""
     data = json.loads(payload)
-    received_at = datetime.fromisoformat(data.pop("received_at"))
-    return Event.model_validate(data), received_at
+    received = data.pop("received_at")
+    data.setdefault("occurred_at", received)
+    return Event.model_validate(data), datetime.fromisoformat(received)
 
 
 # What a stored event leaves out when it holds the default (`encode`, `slot_payload`):
 # 33 bytes of every copy kept in Redis (the stream entry, the partition's slot, the
-# trigger's inputs) for most events.
+# trigger's inputs) for most events. An `occurred_at` that is the `received_at` is
+# left out too (48 bytes more).
 DEFAULTS: dict[str, Any] = {"status": "success", "metadata": {}}
 
 
+def whole(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored event with the defaults it leaves out put back."""
+    if "occurred_at" not in data and "received_at" in data:
+        data["occurred_at"] = data["received_at"]
+    return {**DEFAULTS, **data}
+
+
 def stored_event(payload: str | bytes) -> dict[str, Any]:
-    """A stored event's JSON as a dict with the defaults it leaves out put back."""
+    """A stored event's JSON as a dict, whole."""
     data = json.loads(payload)
-    return {**DEFAULTS, **data} if isinstance(data, dict) else data
+    return whole(data) if isinstance(data, dict) else data
 
 
 def stored_events(payload: str | bytes | None) -> dict[str, dict[str, Any]]:
-    """A JSON object of stored events (slot -> event; a trigger's `inputs`), each with
-    its defaults put back."""
+    """A JSON object of stored events (slot -> event; a trigger's `inputs`), each whole."""
     data = json.loads(payload or "{}")
-    return {k: {**DEFAULTS, **v} if isinstance(v, dict) else v for k, v in data.items()}
+    return {k: whole(v) if isinstance(v, dict) else v for k, v in data.items()}

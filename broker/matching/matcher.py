@@ -86,6 +86,8 @@ def order_key(event: Event, stream_id: str) -> str:
 
 def slot_payload(event: Event, received_at: datetime) -> str:
     data = event.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    if event.occurred_at == received_at:  # reads as `received_at` (events.whole)
+        del data["occurred_at"]
     data["received_at"] = received_at.astimezone(UTC).isoformat()
     return json.dumps(data, separators=(",", ":"))
 
