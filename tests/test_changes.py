@@ -23,7 +23,6 @@ from broker.core.events import Event
 from broker.matching.matcher import Matcher
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
-from broker.state.util import text
 from tests.conftest import Cluster, Sink, wait_until
 
 ALL_OF = """name: revenue_report
@@ -274,7 +273,7 @@ async def test_applying_a_change_fires_what_the_preview_said(scenario: str, redi
         landed = first + timedelta(hours=hours)
         item = Event(dataset=dataset, partition=partition, event_id=f"e{n}", occurred_at=landed)
         await store.record(matcher.plan(item, landed, f"{n}-0").ops, "v1")
-    fired_before = {text(t) for t in await client.zrange(store.keys.recent, 0, -1)}
+    fired_before = {r.id for r in await store.recent_triggers(1000)}
 
     [change] = await preview(applier.state, {"r": old}, {"r": new}, timedelta(days=1))
     said = {p for e in change.effects if e.kind == "would_fire" for p in e.partitions}
@@ -284,8 +283,9 @@ async def test_applying_a_change_fires_what_the_preview_said(scenario: str, redi
     assert fired == said
     assert len(done.fired) == len(set(done.fired))
     assert (await applier.apply({"r": new}, Matcher([new]), "v2")).changes == []  # type: ignore[union-attr]
-    after_ids = {text(t) for t in await client.zrange(store.keys.recent, 0, -1)}
-    assert after_ids == fired_before | set(done.fired)  # nothing else, nothing twice
+    after_ids = [r.id for r in await store.recent_triggers(1000)]
+    assert len(after_ids) == len(set(after_ids))
+    assert set(after_ids) == fired_before | set(done.fired)  # nothing else, nothing twice
     await client.aclose()
     expected = {
         "relaxed": {"2026-10-01", "2026-10-02"},

@@ -297,3 +297,23 @@ def test_an_event_that_says_not_when_it_occurred_is_kept_without_and_reads_as_re
     again, _ = from_wire(wire(encode(timed), wire_time(T0)))
     assert again.occurred_at == timed.occurred_at
     assert stored_event(slot_payload(again, T0))["occurred_at"] == "2026-11-23T23:00:00Z"
+
+
+async def test_triggers_are_listed_newest_first_with_those_listed_before_the_stream(
+    inputs: Inputs,
+) -> None:
+    """Triggers listed by an earlier Baton (a sorted set) are still listed, after the
+    new ones, and that set expires after one history window."""
+    store, redis, keys = inputs.store, inputs.store.redis, inputs.store.keys
+    await redis.zadd(keys.recent_before, {"baton:old:1:0": 1, "baton:old:2:0": 2})
+    for tid in ("baton:old:1:0", "baton:old:2:0"):
+        await redis.hset(keys.trigger(tid), mapping={"id": tid, "contract": "old"})
+    await store.ensure_groups()
+    assert HOUR - 5 < await redis.ttl(keys.recent_before) <= HOUR
+    await redis.xadd(keys.recent, {"t": "baton:older:0"}, id="1000-0")  # past the window
+    fired = [t for day in ("2026-11-20", "2026-11-21")
+             for t in await inputs.land("a", "b", partition=day)]  # fmt: skip
+    listed = [r.id for r in await store.recent_triggers(10)]
+    assert listed == [*reversed(fired), "baton:old:2:0", "baton:old:1:0"]
+    assert [r.id for r in await store.recent_triggers(3)] == listed[:3]
+    assert await redis.xlen(keys.recent) == 2  # the one past the window was trimmed

@@ -52,8 +52,16 @@ class Keys:
 
     @property
     def recent(self) -> str:
-        """Sorted set of trigger ids by creation time, for listing. Retention: ids older
-        than `history_retention` are removed at each firing."""
+        """Stream of trigger ids (field `t`) as they are created, for listing: ~40 B an
+        id, where a sorted set took ~150. Retention: entries older than
+        `history_retention` are trimmed (MINID) at each firing."""
+        return f"{self.namespace}:triggers:listed"
+
+    @property
+    def recent_before(self) -> str:
+        """What listed the triggers before `recent` (a sorted set by creation time),
+        still read while it lasts. Retention: written no more, it expires
+        `history_retention` after the first start that finds it."""
         return f"{self.namespace}:triggers:recent"
 
     @property

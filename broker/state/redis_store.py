@@ -149,9 +149,21 @@ class RedisStore(RedisStreams):
         return TriggerRecord.from_hash({text(k): text(v) for k, v in raw.items()})
 
     async def recent_triggers(self, limit: int = 50) -> list[TriggerRecord]:
-        ids = await self.redis.zrevrange(self.keys.recent, 0, limit - 1)
-        records = [await self.get_trigger(text(i)) for i in ids if isinstance(i, bytes | str)]
+        """The newest `limit` triggers, newest first."""
+        listed: Any = await self.redis.xrevrange(self.keys.recent, count=limit)
+        ids = [text_fields(fields).get("t", "") for _, fields in listed]
+        if len(ids) < limit:  # and those listed before the stream, while they last
+            before: Any = await self.redis.zrevrange(
+                self.keys.recent_before, 0, limit - len(ids) - 1
+            )
+            ids += [text(i) for i in before]
+        records = [await self.get_trigger(i) for i in ids if i]
         return [r for r in records if r is not None]
+
+    async def ensure_groups(self) -> None:
+        await super().ensure_groups()
+        if self.history_ms and await self.redis.ttl(self.keys.recent_before) == -1:
+            await self.redis.pexpire(self.keys.recent_before, self.history_ms)
 
     async def begin_attempt(self, trigger_id: str) -> TriggerRecord | None:
         """Count an attempt and return the record; None if missing or already done."""

@@ -70,10 +70,11 @@ local function claim(f, extra)
   for _, v in ipairs(extra) do record[#record + 1] = v end
   redis.call('HSET', f.prefix .. f.tid, unpack(record))
   redis.call('XADD', f.triggers, '*', 't', f.tid)
-  redis.call('ZADD', f.recent, f.now_ms, f.tid)
   local history = window(f.history_ms)
   if history then
-    redis.call('ZREMRANGEBYSCORE', f.recent, '-inf', '(' .. (tonumber(f.now_ms) - history))
+    redis.call('XADD', f.recent, 'MINID', tonumber(f.now_ms) - history, '*', 't', f.tid)
+  else
+    redis.call('XADD', f.recent, '*', 't', f.tid)
   end
   redis.call('HINCRBY', f.stats, 'fired:' .. f.cause, 1)
 end
