@@ -276,8 +276,9 @@ async def test_an_event_is_kept_without_its_defaults_and_read_back_whole(
     await inputs.land("a")
     [tid] = await inputs.land("b")
     raw = await store.redis.hgetall(keys.partition("report", DAY))
-    held = {k.decode(): v.decode() for k, v in raw.items() if k.startswith(b"s:")}
+    held = {k.decode(): v.decode() for k, v in raw.items() if k.startswith(b"i:")}
     assert len(held) == 2 and all("status" not in v and "metadata" not in v for v in held.values())
+    assert all(v.count("e1") + v.count("e2") <= 1 for v in held.values())  # the id once
     state = await store.read_partition("report", DAY)
     assert {e["status"] for e in state.successes.values()} == {"success"}
     record = await store.get_trigger(tid)
@@ -317,3 +318,38 @@ async def test_triggers_are_listed_newest_first_with_those_listed_before_the_str
     assert listed == [*reversed(fired), "baton:old:2:0", "baton:old:1:0"]
     assert [r.id for r in await store.recent_triggers(3)] == listed[:3]
     assert await redis.xlen(keys.recent) == 2  # the one past the window was trimmed
+
+
+async def test_inputs_an_earlier_baton_kept_in_four_fields_are_read_and_replaced(
+    inputs: Inputs,
+) -> None:
+    """A partition hash written before inputs were kept in one field per slot: its
+    inputs count, dedupe and order as before, feed the trigger whole, and a slot
+    written again is kept the new way."""
+    store, redis, keys = inputs.store, inputs.store.redis, inputs.store.keys
+    first = Event(dataset="a", partition=DAY, event_id="old-a", occurred_at=T0)
+    [plan_a] = inputs.matcher.plan(first, T0, "5-0").ops
+    old_event = json.dumps({"event_id": "old-a", "dataset": "a", "partition": DAY,
+                            "status": "success", "occurred_at": "2026-11-24T00:00:00Z",
+                            "metadata": {"rows": 3}, "received_at": T0.isoformat()})  # fmt: skip
+    key = keys.partition("report", DAY)
+    s = plan_a.slot
+    four = {f"s:{s}": old_event, f"o:{s}": plan_a.order, f"e:{s}": "old-a", f"r:{s}": "1"}
+    await redis.hset(key, mapping={**four, "gen": "0"})
+    again = first
+    older = Event(dataset="a", partition=DAY, event_id="older-a", occurred_at=T0 - timedelta(1))
+    outcomes = await store.record([*inputs.matcher.plan(again, T0, "6-0").ops,
+                                   *inputs.matcher.plan(older, T0, "7-0").ops], "v1")  # fmt: skip
+    assert [o.outcome for o in outcomes] == ["duplicate", "stale"]
+    state = await store.read_partition("report", DAY)
+    assert state.successes[s]["metadata"] == {"rows": 3}
+    [tid] = await inputs.land("b")
+    record = await store.get_trigger(tid)
+    assert record is not None and record.inputs[s]["event_id"] == "old-a"
+    assert record.inputs[s]["metadata"] == {"rows": 3} and len(record.inputs) == 2
+    newer = Event(dataset="a", partition=DAY, event_id="new-a", occurred_at=T0 + timedelta(1))
+    [outcome] = await store.record(inputs.matcher.plan(newer, T0, "9-0").ops, "v1")
+    assert outcome.outcome == "fired"  # a restatement: generation 1
+    fields = {k.decode() for k in await redis.hkeys(key)}
+    assert f"i:{s}" in fields and not fields & {f"s:{s}", f"o:{s}", f"e:{s}", f"r:{s}"}
+    assert (await store.read_partition("report", DAY)).successes[s]["event_id"] == "new-a"

@@ -22,6 +22,7 @@ from broker.core.partitions import PartitionError
 from broker.matching.condition import build_tree, holds
 from broker.matching.matcher import Matcher, RecordOp
 from broker.state.deadline_store import split_member
+from broker.state.held import held_inputs
 from broker.state.redis_store import RedisStore
 from broker.state.util import text
 from broker.time.deadlines import deadline_at
@@ -46,7 +47,7 @@ class Held:
     def waiting(self, partitioned: bool) -> bool:
         """Has inputs and has not fired in its generation (unpartitioned: has inputs no
         firing consumed)."""
-        slots = [k[2:] for k in self.fields if k.startswith("e:")]
+        slots = held_inputs(self.fields)
         if not slots:
             return False
         if partitioned:
@@ -55,12 +56,7 @@ class Held:
 
     def events(self) -> dict[str, tuple[str, str]]:
         """event id -> (slot payload, order key), for each input held."""
-        out = {}
-        for k, v in self.fields.items():
-            if k.startswith("e:"):
-                s = k[2:]
-                out[v] = (self.fields[f"s:{s}"], self.fields.get(f"o:{s}", ""))
-        return out
+        return {i.event_id: (i.event, i.order) for i in held_inputs(self.fields).values()}
 
 
 class LiveState:
@@ -182,9 +178,9 @@ def would_fire(
     for key, h in held.items():
         if h.waiting(partitioned) or not partitioned:
             present[key] = {
-                k[2:]: int(h.fields.get(f"r:{k[2:]}", 0) or 0)
-                for k in h.fields
-                if k.startswith("e:") and (partitioned or f"c:{k[2:]}" not in h.fields)
+                slot: i.landed_ms
+                for slot, i in held_inputs(h.fields).items()
+                if partitioned or f"c:{slot}" not in h.fields
             }
     for op in ops:
         found = held.get(op.partition)

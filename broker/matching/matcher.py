@@ -85,7 +85,11 @@ def order_key(event: Event, stream_id: str) -> str:
 
 
 def slot_payload(event: Event, received_at: datetime) -> str:
-    data = event.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    """The event's JSON as its slot keeps it: without its event_id (kept beside it,
+    state/held.py), its defaults, or an `occurred_at` that is its `received_at`."""
+    data = event.model_dump(
+        mode="json", exclude_none=True, exclude_defaults=True, exclude={"event_id"}
+    )
     if event.occurred_at == received_at:  # reads as `received_at` (events.whole)
         del data["occurred_at"]
     data["received_at"] = received_at.astimezone(UTC).isoformat()

@@ -242,7 +242,8 @@ class Keys:
         return f"{self.namespace}:seen:"
 
     def partition(self, contract: str, partition: str) -> str:
-        """Hash of one contract partition's match state (generation, inputs, firing).
+        """Hash of one contract partition's match state (generation, inputs as
+        state/held.py lays them out, firing).
         Retention: expires `history_retention` after its last write; its fired-marker
         (below) outlives it. A removed contract's expires after `contracts_retention`."""
         return f"{self.namespace}:p:{contract}:{partition}"

@@ -19,6 +19,7 @@ from broker.state.backfill_store import BackfillStore
 from broker.state.batch import ScriptBatch
 from broker.state.deadline_store import DeadlineStore
 from broker.state.gate_store import GateStore
+from broker.state.held import held_inputs
 from broker.state.keys import Keys
 from broker.state.ports import DeadLetter, PartitionState, RecordOutcome, TriggerRecord
 from broker.state.refusal_store import RefusalStore
@@ -353,7 +354,7 @@ def _outcome(reply: list[Any], at: str) -> RecordOutcome:
 
 
 def _partition_state(raw: dict[str, str]) -> PartitionState:
-    successes = {k[2:]: stored_event(v) for k, v in raw.items() if k.startswith("s:")}
+    successes = {slot: stored_event(i.event) for slot, i in held_inputs(raw).items()}
     failures = {k[2:]: stored_event(v) for k, v in raw.items() if k.startswith("f:")}
     consumed = frozenset(k[2:] for k in raw if k.startswith("c:"))
     return PartitionState(

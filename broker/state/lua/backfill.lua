@@ -40,7 +40,7 @@ if fired >= gen then
   redis.call('HSET', h, 'gen', gen)
 end
 local inputs, missing = gather(h, cjson.decode(ARGV[4]),
-  function(s) return redis.call('HEXISTS', h, 's:' .. s) == 1 end)
+  function(s) return held(h, s) ~= nil end)
 local tid = ARGV[5] .. gen
 claim({h = h, tid = tid, gen = gen, contract = ARGV[7], partition = ARGV[2], now = ARGV[9],
   now_ms = ARGV[10], version = ARGV[8], inputs = inputs, prefix = ARGV[6],

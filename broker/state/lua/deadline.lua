@@ -29,7 +29,7 @@ end
 local kind, tid = 'deadline_missed', ''
 if ARGV[7] == 'trigger' and not paused(KEYS[8], ARGV[2]) then
   local inputs, missing = gather(h, cjson.decode(ARGV[8]),
-    function(s) return redis.call('HEXISTS', h, 's:' .. s) == 1 end)
+    function(s) return held(h, s) ~= nil end)
   tid = ARGV[9] .. gen
   claim({h = h, tid = tid, gen = gen, contract = ARGV[2], partition = ARGV[3], now = ARGV[5],
     now_ms = ARGV[12], version = ARGV[11], inputs = inputs, prefix = ARGV[10],

@@ -39,7 +39,8 @@
 --          (a contract resumed with `fire: false`)
 --       23 the history window (ms; '' = none): how long the partition hash is kept
 -- With a `within` window, an input counts only if it landed no more than the window
--- before the event being recorded (each slot keeps its landing time under r:<slot>).
+-- before the event being recorded (each slot keeps its landing time: state/held.py).
+-- ARGV[3] is the event's JSON without its event_id (ARGV[4]), as the slot keeps it.
 -- Returns {outcome, trigger_id, generation, delivered entry id, delivered trigger id, inputs}
 local h, slot, mode = KEYS[1], ARGV[2], ARGV[1]
 local history = ARGV[23] or ''
@@ -51,35 +52,33 @@ if ARGV[6] == 'failed' then
   return {'failed', '', -1}
 end
 local reeval = ARGV[21] == '1'
-local cur_id = redis.call('HGET', h, 'e:' .. slot)
-local held = false  -- re-evaluating with this slot's input as it stands
+local cur = held(h, slot)
+local cur_id = cur and cur.id
+local kept = false  -- re-evaluating with this slot's input as it stands
 if cur_id == ARGV[4] then
   if not reeval then return {'duplicate', '', -1} end
-  held = true
+  kept = true
 end
-local cur_order = redis.call('HGET', h, 'o:' .. slot)
-if not held and cur_order and ARGV[5] <= cur_order then
+if not kept and cur and ARGV[5] <= cur.order then
   if not reeval then return {'stale', '', -1} end
-  held = true
+  kept = true
 end
 
-local function record()
-  if held then return end
-  redis.call('HSET', h, 's:' .. slot, ARGV[3], 'o:' .. slot, ARGV[5], 'e:' .. slot, ARGV[4],
-    'r:' .. slot, ARGV[18] or '0')
-  if mode == 'u' then redis.call('HDEL', h, 'c:' .. slot) end
+local function write()
+  hold(h, slot, ARGV[5], ARGV[18] or '0', ARGV[4], ARGV[3], cur)
   keep(h, history)
+end
+local function record()
+  if kept then return end
+  write()
+  if mode == 'u' then redis.call('HDEL', h, 'c:' .. slot) end
 end
 
 local gen = tonumber(redis.call('HGET', h, 'gen') or '0')
 local fired = tonumber(redis.call('HGET', h, 'fired') or '-1')
 if redis.call('HGET', h, 'fired_by') == ARGV[4] then
   -- Not a restatement, and (unpartitioned) consumed by that firing: one event, one trigger.
-  if not held then
-    redis.call('HSET', h, 's:' .. slot, ARGV[3], 'o:' .. slot, ARGV[5], 'e:' .. slot, ARGV[4],
-      'r:' .. slot, ARGV[18] or '0')
-    keep(h, history)
-  end
+  if not kept then write() end
   return {'recorded', '', gen}
 end
 if ARGV[20] == '1' then
@@ -105,7 +104,8 @@ if reeval and within > 0 then
   local newest = 0
   local function scan(node)
     if node.s then
-      newest = math.max(newest, tonumber(redis.call('HGET', h, 'r:' .. node.s) or '0') or 0)
+      local input = held(h, node.s)
+      if input then newest = math.max(newest, input.landed) end
       return
     end
     for _, c in ipairs(node.all or node.any) do scan(c) end
@@ -114,8 +114,9 @@ if reeval and within > 0 then
   oldest = newest - within
 end
 local function satisfied(s)
-  if redis.call('HEXISTS', h, 'e:' .. s) == 0 then return false end
-  if within > 0 and tonumber(redis.call('HGET', h, 'r:' .. s) or '0') < oldest then
+  local input = held(h, s)
+  if not input then return false end
+  if within > 0 and input.landed < oldest then
     return false  -- landed too long before the others: outside the window
   end
   return mode ~= 'u' or redis.call('HEXISTS', h, 'c:' .. s) == 0
