@@ -111,7 +111,7 @@ class Worker:
         matcher = self.contracts.matcher
         for entry_id, fields in entries:
             try:
-                event, received_at = from_wire(fields["e"])
+                event, received_at = from_wire(fields["e"], entry_id)
             except (KeyError, ValueError) as exc:
                 log.error("events entry %s is unreadable and is skipped: %s", entry_id, exc)
                 continue

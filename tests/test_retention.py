@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from broker.contracts.model import Contract
 from broker.control.explain import explain_from_store, render_report
-from broker.core.events import Event, encode, from_wire, stored_event, wire, wire_time
+from broker.core.events import Event, encode, from_wire, stored_event
 from broker.matching.matcher import Matcher, slot_payload
 from broker.state.backfill_store import Step
 from broker.state.deadline_store import Decision
@@ -286,18 +286,25 @@ async def test_an_event_is_kept_without_its_defaults_and_read_back_whole(
     assert all(e["status"] == "success" and e["metadata"] == {} for e in record.inputs.values())
 
 
-def test_an_event_that_says_not_when_it_occurred_is_kept_without_and_reads_as_received() -> None:
-    untimed = encode(Event(dataset="a", event_id="e1"))
-    stream = wire(untimed, wire_time(T0))
-    assert "occurred_at" not in stream
-    event, received = from_wire(stream)
-    assert event.occurred_at == received == T0
+def test_a_stream_entry_says_when_it_was_received_by_its_id() -> None:
+    """A stream entry leaves out `received_at` (its id says it) and an `occurred_at`
+    nobody gave (it reads as `received_at`); one written with them keeps them."""
+    [(_, stream)] = [encode(Event(dataset="a", event_id="e1"))]
+    assert "occurred_at" not in stream and "received_at" not in stream
+    ms = int(T0.timestamp() * 1000) + 250
+    event, received = from_wire(stream, f"{ms}-3")
+    assert received == T0 + timedelta(milliseconds=250)
+    assert event.occurred_at == received
     held = slot_payload(event, received)
-    assert "occurred_at" not in held and stored_event(held)["occurred_at"] == T0.isoformat()
-    timed = Event(dataset="a", event_id="e2", occurred_at=T0 - timedelta(hours=1))
-    again, _ = from_wire(wire(encode(timed), wire_time(T0)))
+    assert "occurred_at" not in held and stored_event(held)["occurred_at"] == received.isoformat()
+    older = '{"received_at":"2026-11-24T00:00:00+00:00","dataset":"a","event_id":"e2"}'
+    assert from_wire(older, "1-0")[1] == T0
+    timed = Event(dataset="a", event_id="e3", occurred_at=T0 - timedelta(hours=1))
+    again, _ = from_wire(encode(timed)[1], f"{ms}-0")
     assert again.occurred_at == timed.occurred_at
     assert stored_event(slot_payload(again, T0))["occurred_at"] == "2026-11-23T23:00:00Z"
+    with pytest.raises(ValueError):
+        from_wire(stream, "")
 
 
 async def test_triggers_are_listed_newest_first_with_those_listed_before_the_stream(

@@ -2,8 +2,8 @@
 
 An `Event` is what a producer says ("dataset D, partition P, finished with status S at
 time T"); `parse_events` turns a request body (read by `broker.core.strict_json`) into
-events or a list of precise field errors; `encode`, `wire` and `from_wire` are the
-stream's encoding (one compact JSON field). Metadata from Python (the client) is held to
+events or a list of precise field errors; `encode` and `from_wire` are the stream's
+encoding (one compact JSON field). Metadata from Python (the client) is held to
 the strict JSON rules too, and nests at most MAX_METADATA_DEPTH levels.
 """
 
@@ -161,30 +161,29 @@ def encode(event: Event) -> Encoded:
     return event_id, body
 
 
-def wire(encoded: Encoded, received: str) -> str:
-    """The stream encoding: the body with `received_at` spliced in as text, this being
-    the ingest hot path (`received` is formatted once per batch by `wire_time`). An
-    event that says nothing of when it occurred is kept without `occurred_at`, which
-    reads as `received_at` (`from_wire`)."""
-    return '{"received_at":"' + received + '",' + encoded[1][1:]
-
-
-def wire_time(instant: datetime) -> str:
-    return instant.astimezone(UTC).isoformat()
-
-
-def from_wire(payload: str | bytes) -> tuple[Event, datetime]:
-    """Inverse of `wire`."""
+def from_wire(payload: str | bytes, entry_id: str = "") -> tuple[Event, datetime]:
+    """A stream entry's event (`encode`'s body) and when it was received: when Redis
+    added it, by its `entry_id` (an entry written before `received_at` was left out to
+    that end carries its own). An event that says nothing of when it occurred
+    occurred then."""
     data = json.loads(payload)
-    received = data.pop("received_at")
-    data.setdefault("occurred_at", received)
-    return Event.model_validate(data), datetime.fromisoformat(received)
+    received = data.pop("received_at", None)
+    at = datetime.fromisoformat(received) if received else entry_time(entry_id)
+    data.setdefault("occurred_at", at)
+    return Event.model_validate(data), at
+
+
+def entry_time(entry_id: str) -> datetime:
+    """When Redis added stream entry `entry_id` (`<ms>-<seq>`); ValueError if not one."""
+    ms = int(entry_id.partition("-")[0])
+    return datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
 
 
 # What a stored event leaves out when it holds the default (`encode`, `slot_payload`):
 # 33 bytes of every copy kept in Redis (the stream entry, the partition's slot, the
 # trigger's inputs) for most events. An `occurred_at` that is the `received_at` is
-# left out too (48 bytes more).
+# left out too (48 bytes more), and the stream's entries leave out `received_at`, which
+# their id says (`from_wire`).
 DEFAULTS: dict[str, Any] = {"status": "success", "metadata": {}}
 
 

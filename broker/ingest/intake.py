@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from broker.core.events import Encoded, Event, encode, wire, wire_time
+from broker.core.events import Encoded, Event, encode
 from broker.state.ports import EventLog, StreamEntry
 
 # An event -> (the contracts it feeds, [(contract or None, why not, kind)]).
@@ -100,13 +99,13 @@ class IngestResult:
 
 
 async def ingest(
-    log: EventLog, events: Sequence[Event], now: datetime | None = None, route: Route | None = None
+    log: EventLog, events: Sequence[Event], route: Route | None = None
 ) -> IngestResult:
     """Append `events`; an `event_id` seen before is reported as a duplicate, not added."""
     encoded = [encode(e) for e in events]
     # Routed before the append: whatever routing does, nothing is half-written.
     routes = None if route is None else _routes(route, events, [c[0] for c in encoded])
-    result = await ingest_encoded(log, encoded, now)
+    result = await ingest_encoded(log, encoded)
     return IngestResult(result.accepted, result.duplicates, routes, result.entries)
 
 
@@ -126,12 +125,9 @@ def _routes(route: Route, events: Sequence[Event], ids: list[str]) -> list[Event
     return out
 
 
-async def ingest_encoded(
-    log: EventLog, events: Sequence[Encoded], now: datetime | None = None
-) -> IngestResult:
+async def ingest_encoded(log: EventLog, events: Sequence[Encoded]) -> IngestResult:
     """`ingest` for events already encoded (`broker.core.events.encode`)."""
-    received = wire_time(now or datetime.now(UTC))
-    payloads = [(e[0], wire(e, received)) for e in events]
+    payloads = list(events)  # as encoded: the stream entry's id says when it was received
     added = await log.append(payloads)
     result = IngestResult()
     for (event_id, payload), entry_id in zip(payloads, added, strict=True):

@@ -73,7 +73,7 @@ async def replay(
         ops: list[RecordOp] = []
         for entry_id, fields in page:
             try:
-                event, received_at = from_wire(fields["e"])
+                event, received_at = from_wire(fields["e"], entry_id)
             except (KeyError, ValueError):
                 report.unreadable += 1
                 continue
