@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from broker.core.events import from_wire, stored_events
+from broker.core.events import from_wire
 from broker.core.secrets import allowed_env
 from broker.dispatch.dispatcher import Dispatcher
 from broker.dispatch.gate import Gates
@@ -31,6 +31,7 @@ from broker.matching.matcher import RecordOp, Refusal
 from broker.runtime import Runtime
 from broker.state.duties import DutyBeats
 from broker.state.health import RedisHealth, is_down
+from broker.state.held import trigger_inputs
 from broker.state.ports import RecordOutcome, StreamEntry, TriggerRecord
 from broker.state.reader import StreamReader
 from broker.state.util import text
@@ -145,7 +146,7 @@ class Worker:
             id=tid, contract=op.contract, partition=op.partition,
             generation=outcome.generation, state="dispatching", attempts=1,
             created_at=outcome.at, updated_at=outcome.at,
-            inputs=stored_events(outcome.inputs),
+            inputs=trigger_inputs(outcome.inputs),
         )  # fmt: skip
         return await self.dispatcher.dispatch(entry, record)
 

@@ -19,8 +19,8 @@ from redis.asyncio import Redis
 
 from broker.contracts.model import Contract
 from broker.control.explain import explain_from_store, render_report
-from broker.core.events import Event, encode, from_wire, stored_event
-from broker.matching.matcher import Matcher, slot_payload
+from broker.core.events import Event, encode, from_wire
+from broker.matching.matcher import Matcher
 from broker.state.backfill_store import Step
 from broker.state.deadline_store import Decision
 from broker.state.keys import Keys
@@ -295,16 +295,47 @@ def test_a_stream_entry_says_when_it_was_received_by_its_id() -> None:
     event, received = from_wire(stream, f"{ms}-3")
     assert received == T0 + timedelta(milliseconds=250)
     assert event.occurred_at == received
-    held = slot_payload(event, received)
-    assert "occurred_at" not in held and stored_event(held)["occurred_at"] == received.isoformat()
     older = '{"received_at":"2026-11-24T00:00:00+00:00","dataset":"a","event_id":"e2"}'
     assert from_wire(older, "1-0")[1] == T0
     timed = Event(dataset="a", event_id="e3", occurred_at=T0 - timedelta(hours=1))
     again, _ = from_wire(encode(timed)[1], f"{ms}-0")
     assert again.occurred_at == timed.occurred_at
-    assert stored_event(slot_payload(again, T0))["occurred_at"] == "2026-11-23T23:00:00Z"
     with pytest.raises(ValueError):
         from_wire(stream, "")
+
+
+@pytest.mark.parametrize("partitioned", ["daily", "none"])
+async def test_a_slot_keeps_only_what_it_cannot_tell_and_reads_back_whole(
+    inputs: Inputs, partitioned: str
+) -> None:
+    """A slot leaves out of an event what the slot or its value says (id, dataset, the
+    slot's partition, received_at, defaults, an occurred_at that is received_at); the
+    partition and the trigger read the same whole events back."""
+    store, redis, keys = inputs.store, inputs.store.redis, inputs.store.keys
+    inputs.contract = contract(partitioned=partitioned)
+    inputs.matcher = Matcher([inputs.contract])
+    ms = int(T0.timestamp() * 1000) + 7
+    at = T0 + timedelta(milliseconds=7)
+    plain = Event(dataset="a", partition=DAY, event_id="p1", occurred_at=at)
+    rich = Event(dataset="b", partition=DAY, event_id="r1", occurred_at=T0 - timedelta(hours=1),
+                 metadata={"rows": 5})  # fmt: skip
+    ops = [*inputs.matcher.plan(plain, at, f"{ms}-0").ops,
+           *inputs.matcher.plan(rich, at, f"{ms}-1").ops]  # fmt: skip
+    [_, fired] = await store.record(ops, "v1")
+    key = keys.partition("report", DAY if partitioned == "daily" else "")
+    raw = {k.decode(): v.decode() for k, v in (await redis.hgetall(key)).items()}
+    rests = {k[2:].split("\x1f")[0]: v.split("\x1e")[3] for k, v in raw.items() if k[:2] == "i:"}
+    kept_partition = {"partition": DAY} if partitioned == "none" else {}
+    rich_rest = {"occurred_at": "2026-11-23T23:00:00Z", "metadata": {"rows": 5}, **kept_partition}
+    assert {k: json.loads(v) for k, v in rests.items()} == {"a": kept_partition, "b": rich_rest}
+    state = await store.read_partition("report", DAY if partitioned == "daily" else "")
+    stamp = at.isoformat()
+    whole_a = {"dataset": "a", "partition": DAY, "event_id": "p1", "status": "success",
+               "metadata": {}, "occurred_at": stamp, "received_at": stamp}  # fmt: skip
+    assert [e for e in state.successes.values() if e["dataset"] == "a"] == [whole_a]
+    assert fired.trigger_id is not None
+    record = await store.get_trigger(fired.trigger_id)
+    assert record is not None and record.inputs == state.successes
 
 
 async def test_triggers_are_listed_newest_first_with_those_listed_before_the_stream(

@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from broker.contracts.model import Contract
-from broker.core.events import from_wire
+from broker.core.events import epoch_ms
 from broker.core.partitions import PartitionError
 from broker.matching.condition import build_tree, holds
 from broker.matching.matcher import Matcher, RecordOp
 from broker.state.deadline_store import split_member
-from broker.state.held import held_inputs
+from broker.state.held import Input, held_inputs
 from broker.state.redis_store import RedisStore
 from broker.state.util import text
 from broker.time.deadlines import deadline_at
@@ -54,9 +54,9 @@ class Held:
             return self.fired < self.generation
         return any(f"c:{s}" not in self.fields for s in slots)
 
-    def events(self) -> dict[str, tuple[str, str]]:
-        """event id -> (slot payload, order key), for each input held."""
-        return {i.event_id: (i.event, i.order) for i in held_inputs(self.fields).values()}
+    def events(self) -> dict[str, Input]:
+        """event id -> the input held, for each input held."""
+        return {i.event_id: i for i in held_inputs(self.fields).values()}
 
 
 class LiveState:
@@ -129,17 +129,17 @@ def replan(contract: Contract, matcher: Matcher, waiting: Iterable[Held]) -> lis
     """The events recorded for `waiting` partitions, matched again against the contract
     as `matcher` now holds it (its new condition and partitioning), each at its own
     place in time (the order key it was recorded with)."""
-    events: dict[str, tuple[str, str]] = {}
+    events: dict[str, Input] = {}
     for held in waiting:
         events.update(held.events())
     ops = []
-    for payload, order in events.values():
+    for held_input in events.values():
         try:
-            event, received_at = from_wire(payload)
+            event, received_at = held_input.parsed()
         except (KeyError, ValueError):
             continue  # not readable as an event: nothing to match again
-        plan = matcher.plan(event, received_at, f"{int(received_at.timestamp() * 1000)}-0")
-        ops += [replace(op, order=order or op.order) for op in plan.ops
+        plan = matcher.plan(event, received_at, f"{epoch_ms(received_at)}-0")
+        ops += [replace(op, order=held_input.order or op.order) for op in plan.ops
                 if op.contract == contract.name]  # fmt: skip
     return ops
 

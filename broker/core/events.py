@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -175,32 +175,22 @@ def from_wire(payload: str | bytes, entry_id: str = "") -> tuple[Event, datetime
 
 def entry_time(entry_id: str) -> datetime:
     """When Redis added stream entry `entry_id` (`<ms>-<seq>`); ValueError if not one."""
-    ms = int(entry_id.partition("-")[0])
+    return ms_time(int(entry_id.partition("-")[0]))
+
+
+def ms_time(ms: int) -> datetime:
+    """An epoch time in ms as a datetime (exactly: no float in between)."""
     return datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
 
 
-# What a stored event leaves out when it holds the default (`encode`, `slot_payload`):
-# 33 bytes of every copy kept in Redis (the stream entry, the partition's slot, the
-# trigger's inputs) for most events. An `occurred_at` that is the `received_at` is
-# left out too (48 bytes more), and the stream's entries leave out `received_at`, which
-# their id says (`from_wire`).
+def epoch_ms(instant: datetime) -> int:
+    """A datetime as epoch ms, exactly (`timestamp() * 1000` can fall 1 ms short)."""
+    return (instant - _EPOCH) // timedelta(milliseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# What a stored event leaves out when it holds the default (`encode`, `slot_payload`;
+# state/held.py puts it back): 33 bytes of every copy kept in Redis for most events.
 DEFAULTS: dict[str, Any] = {"status": "success", "metadata": {}}
-
-
-def whole(data: dict[str, Any]) -> dict[str, Any]:
-    """A stored event with the defaults it leaves out put back."""
-    if "occurred_at" not in data and "received_at" in data:
-        data["occurred_at"] = data["received_at"]
-    return {**DEFAULTS, **data}
-
-
-def stored_event(payload: str | bytes) -> dict[str, Any]:
-    """A stored event's JSON as a dict, whole."""
-    data = json.loads(payload)
-    return whole(data) if isinstance(data, dict) else data
-
-
-def stored_events(payload: str | bytes | None) -> dict[str, dict[str, Any]]:
-    """A JSON object of stored events (slot -> event; a trigger's `inputs`), each whole."""
-    data = json.loads(payload or "{}")
-    return {k: whole(v) if isinstance(v, dict) else v for k, v in data.items()}

@@ -24,7 +24,7 @@ from operator import attrgetter
 from typing import Literal, NamedTuple
 
 from broker.contracts.model import Contract
-from broker.core.events import Event
+from broker.core.events import Event, epoch_ms
 from broker.core.partitions import Granularity, PartitionError, contract_keys_for_input
 from broker.matching.condition import build_tree, slot, tree_json
 from broker.matching.index import DatasetIndex, Subscription
@@ -84,15 +84,18 @@ def order_key(event: Event, stream_id: str) -> str:
     return f"{when}|{int(ms):015d}-{int(seq or 0):010d}"
 
 
-def slot_payload(event: Event, received_at: datetime) -> str:
-    """The event's JSON as its slot keeps it: without its event_id (kept beside it,
-    state/held.py), its defaults, or an `occurred_at` that is its `received_at`."""
+def slot_payload(event: Event, received_at: datetime, partition: str) -> str:
+    """The rest of the event as slot `partition` of its dataset keeps it (state/held.py):
+    without its event_id, dataset, received_at (all kept beside it), its defaults, an
+    `occurred_at` that is its `received_at`, or a partition that is the slot's."""
     data = event.model_dump(
-        mode="json", exclude_none=True, exclude_defaults=True, exclude={"event_id"}
-    )
-    if event.occurred_at == received_at:  # reads as `received_at` (events.whole)
+        mode="json", exclude_none=True, exclude_defaults=True,
+        exclude={"event_id", "dataset", "partition"},
+    )  # fmt: skip
+    if event.occurred_at == received_at:
         del data["occurred_at"]
-    data["received_at"] = received_at.astimezone(UTC).isoformat()
+    if (event.partition or "") != partition:
+        data["partition"] = event.partition
     return json.dumps(data, separators=(",", ":"))
 
 
@@ -127,9 +130,9 @@ class Matcher:
     def plan(self, event: Event, received_at: datetime, stream_id: str) -> Plan:
         plan = Plan()
         context = _filter_context(event)
-        payload = slot_payload(event, received_at)
+        payload = slot_payload(event, received_at, event.partition or "")
         order = order_key(event, stream_id)
-        landed = int(received_at.timestamp() * 1000)
+        landed = epoch_ms(received_at)
         for sub in self.index.subscribers(event.dataset):
             reach = self._reach(sub, event, context)
             if isinstance(reach, Miss):
@@ -139,8 +142,11 @@ class Matcher:
                     plan.refused += self._refusals(sub, event)
                 continue
             item_partition = _item_partition(sub, event)
+            kept = payload
+            if item_partition != (event.partition or ""):  # an unpartitioned contract's
+                kept = slot_payload(event, received_at, item_partition)
             for key in reach:
-                plan.ops.append(self._op(sub, key, item_partition, event, order, payload, landed))
+                plan.ops.append(self._op(sub, key, item_partition, event, order, kept, landed))
         return plan
 
     def route(self, event: Event) -> Route:

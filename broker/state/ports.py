@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from broker.core.events import stored_events
 from broker.matching.matcher import RecordOp
+from broker.state.held import trigger_inputs
 
 StreamEntry = tuple[str, dict[str, str]]
 
@@ -82,7 +82,7 @@ class TriggerRecord:
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> TriggerRecord:
-        inputs = stored_events(data.get("inputs"))
+        inputs = trigger_inputs(data.get("inputs"))
         return cls(
             id=data["id"],
             contract=data["contract"],

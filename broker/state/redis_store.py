@@ -13,13 +13,12 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from broker.core.events import stored_event
 from broker.matching.matcher import RecordOp, trigger_id_base
 from broker.state.backfill_store import BackfillStore
 from broker.state.batch import ScriptBatch
 from broker.state.deadline_store import DeadlineStore
 from broker.state.gate_store import GateStore
-from broker.state.held import held_inputs
+from broker.state.held import held_failures, held_inputs
 from broker.state.keys import Keys
 from broker.state.ports import DeadLetter, PartitionState, RecordOutcome, TriggerRecord
 from broker.state.refusal_store import RefusalStore
@@ -354,8 +353,8 @@ def _outcome(reply: list[Any], at: str) -> RecordOutcome:
 
 
 def _partition_state(raw: dict[str, str]) -> PartitionState:
-    successes = {slot: stored_event(i.event) for slot, i in held_inputs(raw).items()}
-    failures = {k[2:]: stored_event(v) for k, v in raw.items() if k.startswith("f:")}
+    successes = {slot: i.event for slot, i in held_inputs(raw).items()}
+    failures = held_failures(raw)
     consumed = frozenset(k[2:] for k in raw if k.startswith("c:"))
     return PartitionState(
         generation=int(raw.get("gen", 0)),

@@ -40,14 +40,15 @@
 --       23 the history window (ms; '' = none): how long the partition hash is kept
 -- With a `within` window, an input counts only if it landed no more than the window
 -- before the event being recorded (each slot keeps its landing time: state/held.py).
--- ARGV[3] is the event's JSON without its event_id (ARGV[4]), as the slot keeps it.
+-- ARGV[3] is the rest of the event, as the slot keeps it (state/held.py).
 -- Returns {outcome, trigger_id, generation, delivered entry id, delivered trigger id, inputs}
 local h, slot, mode = KEYS[1], ARGV[2], ARGV[1]
 local history = ARGV[23] or ''
 local restored = restore(h, KEYS[6], ARGV[13], mode, ARGV[9], history)
 
+local value = kept(ARGV[5], ARGV[18] or '0', ARGV[4], ARGV[3])
 if ARGV[6] == 'failed' then
-  redis.call('HSET', h, 'f:' .. slot, ARGV[3])
+  redis.call('HSET', h, 'f:' .. slot, value)
   keep(h, history)
   return {'failed', '', -1}
 end
@@ -65,7 +66,7 @@ if not kept and cur and ARGV[5] <= cur.order then
 end
 
 local function write()
-  hold(h, slot, ARGV[5], ARGV[18] or '0', ARGV[4], ARGV[3], cur)
+  hold(h, slot, value, cur)
   keep(h, history)
 end
 local function record()

@@ -2,9 +2,8 @@
 -- front of each by `util.script`: Redis scripts cannot include each other.
 
 -- The input partition hash `h` holds for slot `s` (state/held.py has the layout): a
--- table {order, landed (ms), id, value (the field's text), at (where the event's JSON
--- starts in it)}, or nil. An input kept in the four fields of an earlier Baton is
--- {order, landed, id, legacy = true}.
+-- table {order, landed (ms), id, value (the field's text)}, or nil. An input kept in
+-- the four fields of an earlier Baton is {order, landed, id, legacy = true}.
 local RS = '\30'
 local function held(h, s)
   local v = redis.call('HGET', h, 'i:' .. s)
@@ -13,7 +12,7 @@ local function held(h, s)
     local b = string.find(v, RS, a + 1, true)
     local c = string.find(v, RS, b + 1, true)
     return {order = string.sub(v, 1, a - 1), landed = tonumber(string.sub(v, a + 1, b - 1)) or 0,
-      id = string.sub(v, b + 1, c - 1), value = v, at = c + 1}
+      id = string.sub(v, b + 1, c - 1), value = v}
   end
   local id = redis.call('HGET', h, 'e:' .. s)
   if not id then return nil end
@@ -21,28 +20,27 @@ local function held(h, s)
     landed = tonumber(redis.call('HGET', h, 'r:' .. s) or '0') or 0, id = id, legacy = true}
 end
 
--- Hold event `json` (without its event_id) with id `id`, order key `order` and landing
--- time `landed` for slot `s`, replacing what `was` held (held's answer, or nil).
-local function hold(h, s, order, landed, id, json, was)
-  redis.call('HSET', h, 'i:' .. s, order .. RS .. landed .. RS .. id .. RS .. json)
+-- An event as a slot keeps it: order key, landing time (ms), id and the rest (JSON).
+local function kept(order, landed, id, rest)
+  return order .. RS .. landed .. RS .. id .. RS .. rest
+end
+
+-- Hold `value` (`kept`) for slot `s`, replacing what `was` held (held's answer, or nil).
+local function hold(h, s, value, was)
+  redis.call('HSET', h, 'i:' .. s, value)
   if was and was.legacy then redis.call('HDEL', h, 's:' .. s, 'o:' .. s, 'e:' .. s, 'r:' .. s) end
 end
 
--- The JSON of the event held for slot `s`, whole (with its event_id).
-local function held_event(h, s)
-  local input = held(h, s)
-  if input.legacy then return redis.call('HGET', h, 's:' .. s) end
-  local rest = string.sub(input.value, input.at + 1)  -- after the event's '{'
-  return '{"event_id":' .. cjson.encode(input.id) .. (rest == '}' and '' or ',') .. rest
-end
-
--- The trigger record's `inputs` (a JSON object: slot -> the event held) over the `slots`
--- that `counts`, and the slots that do not count (the missing ones).
+-- The trigger record's `inputs` (a JSON object: slot -> the event held, as its slot
+-- keeps it) over the `slots` that `counts`, and the slots that do not count (the
+-- missing ones).
 local function gather(h, slots, counts)
   local parts, missing = {}, {}
   for _, s in ipairs(slots) do
     if counts(s) then
-      parts[#parts + 1] = cjson.encode(s) .. ':' .. held_event(h, s)
+      local input = held(h, s)
+      local event = input.legacy and redis.call('HGET', h, 's:' .. s) or cjson.encode(input.value)
+      parts[#parts + 1] = cjson.encode(s) .. ':' .. event
     else
       missing[#missing + 1] = s
     end

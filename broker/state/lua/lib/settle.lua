@@ -12,7 +12,12 @@ local function settle(k, ms)
     if ok and type(inputs) == 'table' then
       local ids, any = {}, false
       for s, e in pairs(inputs) do
-        if type(e) == 'table' and type(e.event_id) == 'string' then
+        if type(e) == 'string' then  -- as its slot keeps it: order, landed, id, rest
+          local a = string.find(e, '\30', 1, true)
+          local b = a and string.find(e, '\30', a + 1, true)
+          local c = b and string.find(e, '\30', b + 1, true)
+          if c then ids[s], any = string.sub(e, b + 1, c - 1), true end
+        elseif type(e) == 'table' and type(e.event_id) == 'string' then  -- whole (earlier)
           ids[s], any = e.event_id, true
         end
       end
