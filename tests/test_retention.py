@@ -391,3 +391,27 @@ async def test_inputs_an_earlier_baton_kept_in_four_fields_are_read_and_replaced
     fields = {k.decode() for k in await redis.hkeys(key)}
     assert f"i:{s}" in fields and not fields & {f"s:{s}", f"o:{s}", f"e:{s}", f"r:{s}"}
     assert (await store.read_partition("report", DAY)).successes[s]["event_id"] == "new-a"
+
+
+async def test_a_trigger_keeps_its_times_in_ms_and_its_id_in_its_key(inputs: Inputs) -> None:
+    """Its times read as ISO, as those of a record an earlier Baton wrote do."""
+    store, redis, keys = inputs.store, inputs.store.redis, inputs.store.keys
+    [tid] = await inputs.land("a", "b")
+    raw = {k.decode(): v.decode() for k, v in (await redis.hgetall(keys.trigger(tid))).items()}
+    assert "id" not in raw and raw["created_at"].isdigit() and raw["updated_at"].isdigit()
+    record = await store.get_trigger(tid)
+    assert record is not None and record.id == tid
+    created = datetime.fromisoformat(record.created_at)
+    assert abs((created - datetime.now(UTC)).total_seconds()) < 60
+    started = await store.begin_attempt(tid)
+    assert started is not None and started.id == tid and started.created_at == record.created_at
+    assert datetime.fromisoformat(started.updated_at) >= created
+    older = "baton:report:2026-11-01:0"
+    await redis.hset(keys.trigger(older), mapping={
+        "id": older, "contract": "report", "partition": "2026-11-01", "state": "succeeded",
+        "created_at": "2026-11-01T05:00:00.123456+00:00", "updated_at": "2026-11-01T05:00:01+00:00",
+    })  # fmt: skip
+    kept = await store.get_trigger(older)
+    assert kept is not None and kept.id == older
+    assert (kept.created_at, kept.updated_at) == ("2026-11-01T05:00:00.123456+00:00",
+                                                  "2026-11-01T05:00:01+00:00")  # fmt: skip

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from broker.core.events import ms_time
 from broker.matching.matcher import RecordOp
 from broker.state.held import trigger_inputs
 
@@ -81,17 +82,19 @@ class TriggerRecord:
     input_ids: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_hash(cls, data: dict[str, str]) -> TriggerRecord:
+    def from_hash(cls, data: dict[str, str], trigger_id: str) -> TriggerRecord:
+        """The record kept in hash `data` of trigger `trigger_id` (times kept as epoch
+        ms are given as ISO, as those an earlier Baton kept are)."""
         inputs = trigger_inputs(data.get("inputs"))
         return cls(
-            id=data["id"],
+            id=trigger_id,
             contract=data["contract"],
             partition=data.get("partition", ""),
             generation=int(data.get("generation", 0)),
             state=data.get("state", "pending"),
             attempts=int(data.get("attempts", 0)),
-            created_at=data.get("created_at", ""),
-            updated_at=data.get("updated_at", ""),
+            created_at=_when(data.get("created_at", "")),
+            updated_at=_when(data.get("updated_at", "")),
             inputs=inputs,
             contract_version=data.get("contract_version", ""),
             last_error=data.get("last_error", ""),
@@ -107,6 +110,10 @@ class TriggerRecord:
             input_ids=_ids(data.get("input_ids"))
             or {s: str(e.get("event_id", "")) for s, e in inputs.items()},
         )
+
+
+def _when(kept: str) -> str:
+    return ms_time(int(kept)).isoformat() if kept.isdigit() else kept
 
 
 def _ids(raw: str | None) -> dict[str, str]:

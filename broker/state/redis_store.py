@@ -13,6 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from broker.core.events import epoch_ms
 from broker.matching.matcher import RecordOp, trigger_id_base
 from broker.state.backfill_store import BackfillStore
 from broker.state.batch import ScriptBatch
@@ -32,7 +33,7 @@ def _now() -> datetime:
 
 
 def _now_ms() -> int:
-    return int(_now().timestamp() * 1000)
+    return epoch_ms(_now())
 
 
 def _iso() -> str:
@@ -146,7 +147,7 @@ class RedisStore(RedisStreams):
         raw = await self.redis.hgetall(self.keys.trigger(trigger_id))
         if not raw:
             return None
-        return TriggerRecord.from_hash({text(k): text(v) for k, v in raw.items()})
+        return TriggerRecord.from_hash({text(k): text(v) for k, v in raw.items()}, trigger_id)
 
     async def recent_triggers(self, limit: int = 50) -> list[TriggerRecord]:
         """The newest `limit` triggers, newest first."""
@@ -167,11 +168,11 @@ class RedisStore(RedisStreams):
 
     async def begin_attempt(self, trigger_id: str) -> TriggerRecord | None:
         """Count an attempt and return the record; None if missing or already done."""
-        flat = await self._begin(keys=[self.keys.trigger(trigger_id)], args=[_now().isoformat()])
+        flat = await self._begin(keys=[self.keys.trigger(trigger_id)], args=[_now_ms()])
         if not flat:
             return None
         pairs = iter(text(v) for v in flat)
-        return TriggerRecord.from_hash(dict(zip(pairs, pairs, strict=True)))
+        return TriggerRecord.from_hash(dict(zip(pairs, pairs, strict=True)), trigger_id)
 
     async def dispatched(
         self, trigger_id: str, entry_id: str, ref: str, url: str, warning: str = "",
@@ -188,8 +189,8 @@ class RedisStore(RedisStreams):
             await self._finish(trigger_id, entry_id, fields, track_ms=_now_ms(),
                                tracking=self.keys.tracking_of(target))  # fmt: skip
             return
-        fields |= {"run_state": settled[0], "run_detail": settled[1],
-                   "run_checked_at": _iso(), "run_checks": "1"}  # fmt: skip
+        # Looked at once, as it settles (when: the record's `updated_at`).
+        fields |= {"run_state": settled[0], "run_detail": settled[1], "run_checks": "1"}
         await self._finish(trigger_id, entry_id, fields, target=target, settles=True)
 
     async def retry_later(
@@ -275,7 +276,7 @@ class RedisStore(RedisStreams):
     ) -> None:  # fmt: skip
         """Record where the downstream run stands; look again at `next_ms`, or stop
         following it (None: it finished, and leaves `target`'s runs in flight)."""
-        fields = {"run_state": run_state, "run_detail": detail, "run_checked_at": _iso()}
+        fields = {"run_state": run_state, "run_detail": detail, "run_checked_at": str(_now_ms())}
         key = self.keys.trigger(trigger_id)
         if next_ms is None:  # settled: kept for the history window from now
             leave = [self.keys.target_running(target)] if target else []
@@ -307,7 +308,7 @@ class RedisStore(RedisStreams):
         dead-letter `entries` (see revive.lua)."""
         revived = await self._revive(
             keys=[self.keys.trigger(trigger_id), self.keys.triggers, self.keys.dead_letters],
-            args=[trigger_id, _now().isoformat(), *entries],
+            args=[trigger_id, _now_ms(), *entries],
         )
         return bool(revived)
 

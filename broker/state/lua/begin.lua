@@ -1,5 +1,5 @@
 -- Start a dispatch attempt, unless the trigger is already done or unknown.
--- KEYS[1] trigger record; ARGV[1] now iso
+-- KEYS[1] trigger record; ARGV[1] now (epoch ms)
 -- Returns the record as a flat HGETALL list after counting the attempt, or {} when
 -- there is nothing to do (missing, succeeded or failed).
 local state = redis.call('HGET', KEYS[1], 'state')

@@ -15,7 +15,7 @@
 -- stream is small, and `baton dlq` should not list a letter whose record is gone). The acked
 -- stream entry is deleted: it has been handed on, and the record says the rest. One that
 -- settles here (a webhook's) is settled as settle.lib says.
-local fields = {'updated_at', ARGV[4]}
+local fields = {'updated_at', ARGV[9]}
 for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
 for i = 11, #ARGV - 1, 2 do
   if ARGV[i] == 'state' then redis.call('HINCRBY', KEYS[6], 'dispatch:' .. ARGV[i + 1], 1) end

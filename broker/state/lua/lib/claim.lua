@@ -97,9 +97,10 @@ local function claim(f, extra)
   end
   keep(f.h, f.history_ms)
   mark(f.markers, f.partition, f.gen, f.now_ms)
-  local record = {'id', f.tid, 'contract', f.contract, 'partition', f.partition,
-    'generation', f.gen, 'state', 'pending', 'attempts', 0, 'created_at', f.now,
-    'updated_at', f.now, 'inputs', f.inputs, 'contract_version', f.version}
+  -- Its id is its key's; times are epoch ms (state/ports.py reads them as ISO).
+  local record = {'contract', f.contract, 'partition', f.partition,
+    'generation', f.gen, 'state', 'pending', 'attempts', 0, 'created_at', f.now_ms,
+    'updated_at', f.now_ms, 'inputs', f.inputs, 'contract_version', f.version}
   for _, v in ipairs(extra) do record[#record + 1] = v end
   redis.call('HSET', f.prefix .. f.tid, unpack(record))
   redis.call('XADD', f.triggers, '*', 't', f.tid)
