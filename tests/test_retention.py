@@ -324,7 +324,9 @@ async def test_a_slot_keeps_only_what_it_cannot_tell_and_reads_back_whole(
     [_, fired] = await store.record(ops, "v1")
     key = keys.partition("report", DAY if partitioned == "daily" else "")
     raw = {k.decode(): v.decode() for k, v in (await redis.hgetall(key)).items()}
-    rests = {k[2:].split("\x1f")[0]: v.split("\x1e")[3] for k, v in raw.items() if k[:2] == "i:"}
+    values = {k[2:].split("\x1f")[0]: v.split("\x1e") for k, v in raw.items() if k[:2] == "i:"}
+    assert [v[1] for v in values.values()] == ["", ""]  # landed when the stream took it
+    rests = {dataset: v[3] for dataset, v in values.items()}
     kept_partition = {"partition": DAY} if partitioned == "none" else {}
     rich_rest = {"occurred_at": "2026-11-23T23:00:00Z", "metadata": {"rows": 5}, **kept_partition}
     assert {k: json.loads(v) for k, v in rests.items()} == {"a": kept_partition, "b": rich_rest}

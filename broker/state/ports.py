@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from broker.core.events import ms_time
 from broker.matching.matcher import RecordOp
-from broker.state.held import trigger_inputs
+from broker.state.held import SEP, trigger_inputs
 
 StreamEntry = tuple[str, dict[str, str]]
 
@@ -117,8 +117,9 @@ def _when(kept: str) -> str:
 
 
 def _ids(raw: str | None) -> dict[str, str]:
-    value = json.loads(raw) if raw else {}
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+    """`input_ids` (settle.lua): slot, id, slot, id, ... joined by RS."""
+    parts = raw.split(SEP) if raw else []
+    return dict(zip(parts[::2], parts[1::2], strict=False))
 
 
 def _list(raw: str | None) -> list[str]:

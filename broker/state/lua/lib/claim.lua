@@ -5,14 +5,22 @@
 -- table {order, landed (ms), id, value (the field's text)}, or nil. An input kept in
 -- the four fields of an earlier Baton is {order, landed, id, legacy = true}.
 local RS = '\30'
+-- The arrival part of an order key (`<occurred>|<ms, 15 digits>-<seq>`): when the
+-- stream took the event, which is when it landed unless it came from an earlier
+-- Baton's entry that said otherwise.
+local function arrival(order)
+  local bar = string.find(order, '|', 1, true)
+  return bar and tonumber(string.sub(order, bar + 1, bar + 15))
+end
 local function held(h, s)
   local v = redis.call('HGET', h, 'i:' .. s)
   if v then
     local a = string.find(v, RS, 1, true)
     local b = string.find(v, RS, a + 1, true)
     local c = string.find(v, RS, b + 1, true)
-    return {order = string.sub(v, 1, a - 1), landed = tonumber(string.sub(v, a + 1, b - 1)) or 0,
-      id = string.sub(v, b + 1, c - 1), value = v}
+    local order = string.sub(v, 1, a - 1)
+    local landed = b > a + 1 and tonumber(string.sub(v, a + 1, b - 1)) or arrival(order) or 0
+    return {order = order, landed = landed, id = string.sub(v, b + 1, c - 1), value = v}
   end
   local id = redis.call('HGET', h, 'e:' .. s)
   if not id then return nil end
@@ -20,8 +28,10 @@ local function held(h, s)
     landed = tonumber(redis.call('HGET', h, 'r:' .. s) or '0') or 0, id = id, legacy = true}
 end
 
--- An event as a slot keeps it: order key, landing time (ms), id and the rest (JSON).
+-- An event as a slot keeps it: order key, landing time (ms; left empty when it is the
+-- order key's arrival), id and the rest (JSON).
 local function kept(order, landed, id, rest)
+  if arrival(order) == tonumber(landed) then landed = '' end
   return order .. RS .. landed .. RS .. id .. RS .. rest
 end
 

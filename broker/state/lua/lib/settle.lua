@@ -10,19 +10,21 @@ local function settle(k, ms)
   if raw then
     local ok, inputs = pcall(cjson.decode, raw)
     if ok and type(inputs) == 'table' then
-      local ids, any = {}, false
+      local ids = {}  -- slot, id, slot, id, ... (joined by RS: neither holds one)
       for s, e in pairs(inputs) do
+        local id
         if type(e) == 'string' then  -- as its slot keeps it: order, landed, id, rest
           local a = string.find(e, '\30', 1, true)
           local b = a and string.find(e, '\30', a + 1, true)
           local c = b and string.find(e, '\30', b + 1, true)
-          if c then ids[s], any = string.sub(e, b + 1, c - 1), true end
+          if c then id = string.sub(e, b + 1, c - 1) end
         elseif type(e) == 'table' and type(e.event_id) == 'string' then  -- whole (earlier)
-          ids[s], any = e.event_id, true
+          id = e.event_id
         end
+        if id then ids[#ids + 1] = s .. '\30' .. id end
       end
       redis.call('HDEL', k, 'inputs')
-      if any then redis.call('HSET', k, 'input_ids', cjson.encode(ids)) end
+      if #ids > 0 then redis.call('HSET', k, 'input_ids', table.concat(ids, '\30')) end
     end
   end
   local n = tonumber(ms)
