@@ -167,7 +167,12 @@ async def _publish(url: str, events: list[tuple[str, str]]) -> None:
 
 
 async def _used(client: redis.Redis) -> int:
-    return int((await client.info("memory"))["used_memory"])
+    """Redis memory less its passing buffers (the AOF's, and the clients' in and out):
+    a rewrite of the append-only file that starts meanwhile buffers megabytes that no
+    partition owns."""
+    info = await client.info("memory")
+    passing = ("mem_aof_buffer", "mem_clients_normal", "mem_clients_slaves")
+    return int(info["used_memory"]) - sum(int(info.get(k, 0)) for k in passing)
 
 
 async def _stat(client: redis.Redis, field: str) -> int:
