@@ -21,6 +21,7 @@ import redis
 import yaml
 from redis.asyncio import Redis as AsyncRedis
 
+from broker.core.events import from_wire
 from broker.embedded_redis import RedisProcess, free_port
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
@@ -132,6 +133,22 @@ def _described(predicate: Callable[[], Any]) -> str:
     except (OSError, TypeError):
         return getattr(predicate, "__qualname__", repr(predicate))
     return " ".join(source.split())[:300]
+
+
+def stream_events(redis_url: str, keys: Keys | None = None) -> list[dict[str, Any]]:
+    """The events in Baton's stream, whole (what a stored entry leaves out put back: its
+    defaults, and `received_at`, which its id says), with `received_at` as ISO text."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        entries = client.xrange((keys or Keys()).events)
+    finally:
+        client.close()
+    out = []
+    for entry_id, fields in entries:
+        event, received_at = from_wire(fields["e"], entry_id)
+        out.append({**event.model_dump(mode="json", exclude_none=True),
+                    "received_at": received_at.isoformat()})  # fmt: skip
+    return out
 
 
 def http_up(url: str) -> bool:

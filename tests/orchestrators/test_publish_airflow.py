@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from broker.state.keys import Keys
-from tests.conftest import Cluster, wait_until
+from tests.conftest import Cluster, stream_events, wait_until
 from tests.orchestrators import envs, servers
 from tests.orchestrators.conftest import Airflow
 from tests.orchestrators.helpers import wait_succeeded
@@ -51,12 +49,7 @@ def start_baton(cluster: Cluster, airflow: Airflow, dataset: str) -> str:
 
 
 def events(cluster: Cluster, dataset: str) -> list[dict[str, Any]]:
-    client = redis.Redis.from_url(cluster.redis_url, decode_responses=True)
-    try:
-        found = [json.loads(f["e"]) for _, f in client.xrange(Keys().events)]
-    finally:
-        client.close()
-    return [e for e in found if e["dataset"] == dataset]
+    return [e for e in stream_events(cluster.redis_url) if e["dataset"] == dataset]
 
 
 def run_upstream(airflow: Airflow, dag_id: str, **body: Any) -> str:

@@ -21,10 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from broker.state.keys import Keys
-from tests.conftest import Cluster, http_up, wait_until
+from tests.conftest import Cluster, http_up, stream_events, wait_until
 from tests.orchestrators import envs, servers
 from tests.orchestrators.conftest import Dagster
 from tests.orchestrators.helpers import trigger_record, wait_succeeded
@@ -165,12 +163,8 @@ def finished(dagster: Dagster, run_id: str) -> str:
 
 
 def stream(cluster: Cluster) -> list[dict[str, Any]]:
-    """The events in Baton's stream, as stored."""
-    client = redis.Redis.from_url(cluster.redis_url, decode_responses=True)
-    try:
-        return [json.loads(fields["e"]) for _, fields in client.xrange(Keys().events)]
-    finally:
-        client.close()
+    """The events in Baton's stream, whole."""
+    return stream_events(cluster.redis_url)
 
 
 def baton_events(cluster: Cluster, day: str) -> list[dict[str, Any]]:

@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from broker.state.keys import Keys
-from tests.conftest import Cluster, wait_until
+from tests.conftest import Cluster, stream_events, wait_until
 from tests.orchestrators import envs, servers
 from tests.orchestrators.conftest import Prefect
 from tests.orchestrators.helpers import wait_succeeded
@@ -72,11 +70,7 @@ def run_upstream(prefect: Prefect, deployment: str, **parameters: Any) -> dict[s
 
 
 def events(cluster: Cluster, day: str, dataset: str = ORDERS) -> list[dict[str, Any]]:
-    client = redis.Redis.from_url(cluster.redis_url, decode_responses=True)
-    try:
-        found = [json.loads(f["e"]) for _, f in client.xrange(Keys().events)]
-    finally:
-        client.close()
+    found = stream_events(cluster.redis_url)
     return [e for e in found if e["dataset"] == dataset and e.get("partition") == day]
 
 
