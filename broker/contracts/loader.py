@@ -10,6 +10,7 @@ keys and scalars their tag cannot construct.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from broker.contracts.files import (
     LoadLimits,
     Spent,
 )
-from broker.contracts.model import Contract
+from broker.contracts.model import Contract, share_field_sets
 from broker.core.errors import ContractError, Location
 
 Path_ = tuple[str | int, ...]
@@ -142,6 +143,7 @@ def _load_document(
         contract = Contract.model_validate(data)
     except ValidationError as exc:
         return [_error(err, data, lines, start) for err in exc.errors()]
+    share_field_sets(contract)
     name_line = lines.get(("name",), start.line)
     return LoadedContract(contract, Location(file, name_line), lines)
 
@@ -185,7 +187,7 @@ class _Builder:
                 raise self._at(
                     key_node, "a mapping key must be a plain value, not a mapping or list"
                 )
-            key = key_node.value if key_node.tag == _STR else self._scalar(key_node)
+            key = sys.intern(key_node.value) if key_node.tag == _STR else self._scalar(key_node)
             if key in out:
                 first = self.lines[(*path, key)]
                 raise self._at(key_node, f"duplicate key {key!r}, first at line {first}")
@@ -195,8 +197,8 @@ class _Builder:
 
     def _scalar(self, node: yaml.Node) -> Any:
         """A scalar node's value, resolved by YAML's safe rules (int, bool, null, ...)."""
-        if node.tag == _STR:
-            return node.value
+        if node.tag == _STR:  # one object per text: contracts repeat datasets, targets,
+            return sys.intern(node.value)  # templates (~280 B a contract, of 4.4 KB)
         try:
             return self.constructor.construct_object(node)
         except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError) as exc:
