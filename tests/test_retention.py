@@ -19,10 +19,11 @@ from redis.asyncio import Redis
 
 from broker.contracts.model import Contract
 from broker.control.explain import explain_from_store, render_report
-from broker.core.events import Event, encode, from_wire
+from broker.core.events import Event, encode, from_wire, ms_time
 from broker.matching.matcher import Matcher
 from broker.state.backfill_store import Step
 from broker.state.deadline_store import Decision
+from broker.state.held import _iso
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
 from broker.state.retention import Sweeper
@@ -417,3 +418,11 @@ async def test_a_trigger_keeps_its_times_in_ms_and_its_id_in_its_key(inputs: Inp
     assert kept is not None and kept.id == older
     assert (kept.created_at, kept.updated_at) == ("2026-11-01T05:00:00.123456+00:00",
                                                   "2026-11-01T05:00:01+00:00")  # fmt: skip
+
+
+def test_a_landing_time_reads_back_as_the_iso_time_it_was() -> None:
+    """held.py formats landing times itself (it is on every firing's path): the same
+    text as datetime's, to the ms, whole seconds and all."""
+    times = [0, 999, 1000, 86_399_999, 1_796_420_548_000, 1_796_420_548_007, 4_102_444_799_999]
+    times += [(i * 7_919_000_003) % 4_102_444_800_000 for i in range(5000)]
+    assert [_iso(ms) for ms in times] == [ms_time(ms).isoformat() for ms in times]

@@ -24,12 +24,14 @@ way. Per input that was ~330 bytes; now ~140.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from broker.core.events import DEFAULTS, Event, ms_time
+from broker.core.events import DEFAULTS, Event
 from broker.matching.condition import split_slot
 
 SEP = "\x1e"
@@ -84,12 +86,26 @@ def _compact(slot: str, value: str) -> Input:
     order, landed, event_id, rest = value.split(SEP, 3)
     ms = _ms(landed or order.partition("|")[2][:15])
     dataset, partition = split_slot(slot)
-    event: dict[str, Any] = {"dataset": dataset, "event_id": event_id}
+    received = _iso(ms)
+    event: dict[str, Any] = {**DEFAULTS, "dataset": dataset, "event_id": event_id}
     if partition:
         event["partition"] = partition
-    event |= json.loads(rest)
-    event["received_at"] = ms_time(ms).isoformat()
-    return Input(order, ms, event_id, _whole(event))
+    if rest != "{}":
+        event |= json.loads(rest)
+    event["received_at"] = received
+    event.setdefault("occurred_at", received)
+    return Input(order, ms, event_id, event)
+
+
+def _iso(ms: int) -> str:
+    """`ms_time(ms).isoformat()`, faster: a worker reads back every input it fires with."""
+    second, milli = divmod(ms, 1000)
+    return f"{_second(second)}.{milli:03d}000+00:00" if milli else f"{_second(second)}+00:00"
+
+
+@lru_cache(maxsize=1024)
+def _second(epoch_s: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s))
 
 
 def _whole(data: dict[str, Any]) -> dict[str, Any]:
