@@ -36,10 +36,6 @@ def _now_ms() -> int:
     return epoch_ms(_now())
 
 
-def _iso() -> str:
-    return _now().isoformat()
-
-
 class RedisStore(RedisStreams):
     """Event log, match state and trigger store over one Redis connection pool."""
 
