@@ -23,7 +23,7 @@ from broker.core.events import Event, encode, from_wire, ms_time
 from broker.matching.matcher import Matcher
 from broker.state.backfill_store import Step
 from broker.state.deadline_store import Decision
-from broker.state.held import _iso
+from broker.state.held import ms_iso
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
 from broker.state.retention import Sweeper
@@ -425,4 +425,4 @@ def test_a_landing_time_reads_back_as_the_iso_time_it_was() -> None:
     text as datetime's, to the ms, whole seconds and all."""
     times = [0, 999, 1000, 86_399_999, 1_796_420_548_000, 1_796_420_548_007, 4_102_444_799_999]
     times += [(i * 7_919_000_003) % 4_102_444_800_000 for i in range(5000)]
-    assert [_iso(ms) for ms in times] == [ms_time(ms).isoformat() for ms in times]
+    assert [ms_iso(ms) for ms in times] == [ms_time(ms).isoformat() for ms in times]

@@ -86,7 +86,7 @@ def _compact(slot: str, value: str) -> Input:
     order, landed, event_id, rest = value.split(SEP, 3)
     ms = _ms(landed or order.partition("|")[2][:15])
     dataset, partition = split_slot(slot)
-    received = _iso(ms)
+    received = ms_iso(ms)
     event: dict[str, Any] = {**DEFAULTS, "dataset": dataset, "event_id": event_id}
     if partition:
         event["partition"] = partition
@@ -97,8 +97,9 @@ def _compact(slot: str, value: str) -> Input:
     return Input(order, ms, event_id, event)
 
 
-def _iso(ms: int) -> str:
-    """`ms_time(ms).isoformat()`, faster: a worker reads back every input it fires with."""
+def ms_iso(ms: int) -> str:
+    """`ms_time(ms).isoformat()`, faster: a worker reads back every input it fires with,
+    and a trigger record's times are kept as ms."""
     second, milli = divmod(ms, 1000)
     return f"{_second(second)}.{milli:03d}000+00:00" if milli else f"{_second(second)}+00:00"
 

@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from broker.core.events import ms_time
 from broker.matching.matcher import RecordOp
-from broker.state.held import SEP, trigger_inputs
+from broker.state.held import SEP, ms_iso, trigger_inputs
 
 StreamEntry = tuple[str, dict[str, str]]
 
@@ -113,7 +112,7 @@ class TriggerRecord:
 
 
 def _when(kept: str) -> str:
-    return ms_time(int(kept)).isoformat() if kept.isdigit() else kept
+    return ms_iso(int(kept)) if kept.isdigit() else kept
 
 
 def _ids(raw: str | None) -> dict[str, str]:
