@@ -130,7 +130,10 @@ class Matcher:
     def plan(self, event: Event, received_at: datetime, stream_id: str) -> Plan:
         plan = Plan()
         context = _filter_context(event)
-        payload = slot_payload(event, received_at, event.partition or "")
+        # The event as a slot keeps it, by the slot's partition: the event's, or none
+        # (an unpartitioned contract's); each made once.
+        own = event.partition or ""
+        payloads = {own: slot_payload(event, received_at, own)}
         order = order_key(event, stream_id)
         landed = epoch_ms(received_at)
         for sub in self.index.subscribers(event.dataset):
@@ -142,9 +145,9 @@ class Matcher:
                     plan.refused += self._refusals(sub, event)
                 continue
             item_partition = _item_partition(sub, event)
-            kept = payload
-            if item_partition != (event.partition or ""):  # an unpartitioned contract's
-                kept = slot_payload(event, received_at, item_partition)
+            kept = payloads.get(item_partition)
+            if kept is None:
+                kept = payloads[item_partition] = slot_payload(event, received_at, item_partition)
             for key in reach:
                 plan.ops.append(self._op(sub, key, item_partition, event, order, kept, landed))
         return plan
