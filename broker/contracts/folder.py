@@ -73,19 +73,10 @@ def _each_file(
             errors.append(exc)
             read = None
         if read is not None:
-            text, stat, size = read[0], stat_of(read[1]), read[1].st_size
-            text_digest = digest(text)
+            text_digest, contracts, _, bad = _contracts_of(name, read, cache, spent)
             versions.append(version_entry(name[prefix:], text_digest))
-            kept = cache.reuse(name, text_digest, stat, size, spent) if cache else None
-            if kept is not None:
-                loaded += kept
-                continue
-            values = spent.values
-            good, bad = load_text(text, name, spent.limits, spent)
-            loaded += good
+            loaded += contracts
             errors += bad
-            if cache is not None:
-                cache.parsed(name, text_digest, spent.values - values, stat, size)
         if spent.full:
             break
     return loaded, versions, errors
@@ -173,14 +164,25 @@ def _read_again(
         return None
     if read is None:  # gone since it was named
         return None
+    text_digest, contracts, fresh, bad = _contracts_of(path, read, cache, spent)
+    if bad or spent.full:  # what it noted in the cache goes with the patch (`restart`)
+        return None
+    return contracts, text_digest, fresh
+
+
+def _contracts_of(
+    path: str, read: tuple[str, os.stat_result], cache: FileCache | None, spent: Spent
+) -> tuple[bytes, tuple[LoadedContract, ...], list[LoadedContract], list[ContractError]]:
+    """A file just read: the digest of its text, its contracts (those kept from the
+    last load when its text is what it was), the ones of them parsed anew, and the
+    errors; noted in the `cache`."""
     text, stat, size = read[0], stat_of(read[1]), read[1].st_size
     text_digest = digest(text)
-    kept = cache.reuse(path, text_digest, stat, size, spent)
+    kept = cache.reuse(path, text_digest, stat, size, spent) if cache is not None else None
     if kept is not None:
-        return kept, text_digest, []
+        return text_digest, kept, [], []
     values = spent.values
     good, bad = load_text(text, path, spent.limits, spent)
-    if bad or spent.full:
-        return None
-    cache.parsed(path, text_digest, spent.values - values, stat, size)
-    return tuple(good), text_digest, good
+    if cache is not None:
+        cache.parsed(path, text_digest, spent.values - values, stat, size)
+    return text_digest, tuple(good), good, bad
