@@ -68,7 +68,7 @@ class BackfillStore:
         self.redis = redis
         self.keys = keys
         self.history_ms = history_ms  # 0: kept for ever (a test's store)
-        self._step = script(redis, "backfill", "claim")
+        self._step = script(redis, "backfill", "kept", "claim")
 
     def _key(self, backfill_id: str) -> str:
         return self.keys.backfill(backfill_id)

@@ -57,7 +57,7 @@ class DeadlineStore:
         self.redis = redis
         self.keys = keys
         self.history_ms = history_ms  # 0: kept for ever (a test's store)
-        self._decide = script(redis, "deadline", "claim")
+        self._decide = script(redis, "deadline", "kept", "claim")
         self._recovered = script(redis, "recovered")
 
     async def watch(self, items: Sequence[tuple[str, str, int]], *, update: bool = False) -> None:

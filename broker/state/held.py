@@ -9,8 +9,8 @@ entries are timed by Redis. The rest leaves out what the value or the slot says
 already: the event id; `received_at` (the landed ms, to the ms); the dataset; the
 partition when it is the slot's; and fields that hold their defaults (`events.DEFAULTS`,
 and an `occurred_at` that is the `received_at`). A failed event is kept alike under
-`f:<slot>`; `c:<slot>` marks a slot an unpartitioned firing consumed. record.lua writes
-these; claim.lua's `held` reads them.
+`f:<slot>`; `c:<slot>` marks a slot an unpartitioned firing consumed. lua/lib/kept.lua
+makes and takes apart that text (record.lua writes it, claim.lua and settle.lua read it).
 
 A trigger's `inputs` is a JSON object slot -> that same text, until it settles
 (settle.lua keeps only `input_ids`).

@@ -1,38 +1,19 @@
 -- Shared by the scripts that fire a partition (record, deadline, backfill), and put in
--- front of each by `util.script`: Redis scripts cannot include each other.
+-- front of each by `util.script` (after kept.lib): Redis scripts cannot include each other.
 
--- The input partition hash `h` holds for slot `s` (state/held.py has the layout): a
--- table {order, landed (ms), id, value (the field's text)}, or nil. An input kept in
--- the four fields of an earlier Baton is {order, landed, id, legacy = true}.
-local RS = '\30'
--- The arrival part of an order key (`<occurred>|<ms, 15 digits>-<seq>`): when the
--- stream took the event, which is when it landed unless it came from an earlier
--- Baton's entry that said otherwise.
-local function arrival(order)
-  local bar = string.find(order, '|', 1, true)
-  return bar and tonumber(string.sub(order, bar + 1, bar + 15))
-end
+-- The input partition hash `h` holds for slot `s`: a table {order, landed (ms), id,
+-- value (the field's text, kept.lib)}, or nil. An input kept in the four fields of an
+-- earlier Baton is {order, landed, id, legacy = true}.
 local function held(h, s)
   local v = redis.call('HGET', h, 'i:' .. s)
   if v then
-    local a = string.find(v, RS, 1, true)
-    local b = string.find(v, RS, a + 1, true)
-    local c = string.find(v, RS, b + 1, true)
-    local order = string.sub(v, 1, a - 1)
-    local landed = b > a + 1 and tonumber(string.sub(v, a + 1, b - 1)) or arrival(order) or 0
-    return {order = order, landed = landed, id = string.sub(v, b + 1, c - 1), value = v}
+    local order, landed, id = unkept(v)
+    return {order = order, landed = landed, id = id, value = v}
   end
   local id = redis.call('HGET', h, 'e:' .. s)
   if not id then return nil end
   return {order = redis.call('HGET', h, 'o:' .. s) or '',
     landed = tonumber(redis.call('HGET', h, 'r:' .. s) or '0') or 0, id = id, legacy = true}
-end
-
--- An event as a slot keeps it: order key, landing time (ms; left empty when it is the
--- order key's arrival), id and the rest (JSON).
-local function kept(order, landed, id, rest)
-  if arrival(order) == tonumber(landed) then landed = '' end
-  return order .. RS .. landed .. RS .. id .. RS .. rest
 end
 
 -- Hold `value` (`kept`) for slot `s`, replacing what `was` held (held's answer, or nil).

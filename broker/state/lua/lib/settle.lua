@@ -1,4 +1,4 @@
--- Put in front of the scripts that settle a trigger (`util.script`).
+-- Put in front of the scripts that settle a trigger (`util.script`), after kept.lib.
 
 -- Trigger record `k` has settled (its run is over, or was when the target answered):
 -- kept for the history window `ms` from now ('' or 0: for good). Of its inputs it keeps
@@ -13,18 +13,15 @@ local function settle(k, ms)
       local ids = {}  -- slot, id, slot, id, ... (joined by RS: neither holds one)
       for s, e in pairs(inputs) do
         local id
-        if type(e) == 'string' then  -- as its slot keeps it: order, landed, id, rest
-          local a = string.find(e, '\30', 1, true)
-          local b = a and string.find(e, '\30', a + 1, true)
-          local c = b and string.find(e, '\30', b + 1, true)
-          if c then id = string.sub(e, b + 1, c - 1) end
+        if type(e) == 'string' then  -- as its slot keeps it (kept.lib)
+          id = select(3, unkept(e))
         elseif type(e) == 'table' and type(e.event_id) == 'string' then  -- whole (earlier)
           id = e.event_id
         end
-        if id then ids[#ids + 1] = s .. '\30' .. id end
+        if id then ids[#ids + 1] = s .. RS .. id end
       end
       redis.call('HDEL', k, 'inputs')
-      if #ids > 0 then redis.call('HSET', k, 'input_ids', table.concat(ids, '\30')) end
+      if #ids > 0 then redis.call('HSET', k, 'input_ids', table.concat(ids, RS)) end
     end
   end
   local n = tonumber(ms)
