@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache, partial
 from operator import attrgetter
 from typing import Literal, NamedTuple
@@ -77,11 +77,20 @@ def trigger_id_base(contract: str, partition: str) -> str:
 
 
 def order_key(event: Event, stream_id: str) -> str:
-    """Sorts events by when they happened, then by arrival, as fixed-width text."""
+    """Sorts events by when they happened, then by arrival: `<occurred>|<ms>-<seq>`,
+    the arrival part the stream id, `<occurred>` empty when the event occurred as it
+    arrived (to the ms) and `<epoch s>.<us>` otherwise (lua/lib/kept.lua compares them)."""
     assert event.occurred_at is not None
-    when = event.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
     ms, _, seq = stream_id.partition("-")
-    return f"{when}|{int(ms):015d}-{int(seq or 0):010d}"
+    arrival = f"{int(ms)}-{int(seq or 0)}"
+    us = (event.occurred_at - _EPOCH) // _US
+    if us == int(ms) * 1000:
+        return f"|{arrival}"
+    second, micro = divmod(us, 1_000_000)
+    return f"{second}.{micro:06d}|{arrival}"
+
+
+_EPOCH, _US = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
 
 
 def slot_payload(event: Event, received_at: datetime, partition: str) -> str:

@@ -4,8 +4,9 @@ A partition hash keeps one field per input slot, `i:<slot>`, holding
 `<order key> RS <landed ms> RS <event id> RS <the rest of the event as JSON>`
 (RS the record separator, U+001E: neither an order key, a number, an event id nor a
 JSON text holds it raw). The landed ms is left empty when it is the order key's
-arrival (`<occurred>|<stream ms>-<seq>`), as it is for every event since the stream's
-entries are timed by Redis. The rest leaves out what the value or the slot says
+arrival (`<occurred>|<stream ms>-<seq>`, lua/lib/kept.lua; `<occurred>` is empty when
+the event occurred as it arrived), as it is for every event since the stream's entries
+are timed by Redis. The rest leaves out what the value or the slot says
 already: the event id; `received_at` (the landed ms, to the ms); the dataset; the
 partition when it is the slot's; and fields that hold their defaults (`events.DEFAULTS`,
 and an `occurred_at` that is the `received_at`). A failed event is kept alike under
@@ -84,7 +85,7 @@ def _event(slot: str, value: str) -> dict[str, Any]:
 
 def _compact(slot: str, value: str) -> Input:
     order, landed, event_id, rest = value.split(SEP, 3)
-    ms = _ms(landed or order.partition("|")[2][:15])
+    ms = _ms(landed or order.partition("|")[2].partition("-")[0])
     dataset, partition = split_slot(slot)
     received = ms_iso(ms)
     event: dict[str, Any] = {**DEFAULTS, "dataset": dataset, "event_id": event_id}

@@ -60,7 +60,7 @@ if cur_id == ARGV[4] then
   if not reeval then return {'duplicate', '', -1} end
   kept = true
 end
-if not kept and cur and ARGV[5] <= cur.order then
+if not kept and cur and not later(ARGV[5], cur.order) then
   if not reeval then return {'stale', '', -1} end
   kept = true
 end
