@@ -25,6 +25,7 @@ from broker.state.backfill_store import Step
 from broker.state.deadline_store import Decision
 from broker.state.held import ms_iso
 from broker.state.keys import Keys
+from broker.state.ports import TriggerRecord, named_by
 from broker.state.redis_store import RedisStore
 from broker.state.retention import Sweeper
 
@@ -396,14 +397,23 @@ async def test_inputs_an_earlier_baton_kept_in_four_fields_are_read_and_replaced
     assert (await store.read_partition("report", DAY)).successes[s]["event_id"] == "new-a"
 
 
-async def test_a_trigger_keeps_its_times_in_ms_and_its_id_in_its_key(inputs: Inputs) -> None:
-    """Its times read as ISO, as those of a record an earlier Baton wrote do."""
+async def test_a_trigger_keeps_its_times_in_ms_and_what_its_id_says_in_its_key(
+    inputs: Inputs,
+) -> None:
+    """Its times read as ISO, as those of a record an earlier Baton wrote do; its
+    contract, partition and generation are read from its id, and the partition hash
+    that fired it names it by its generation."""
     store, redis, keys = inputs.store, inputs.store.redis, inputs.store.keys
     [tid] = await inputs.land("a", "b")
     raw = {k.decode(): v.decode() for k, v in (await redis.hgetall(keys.trigger(tid))).items()}
     assert "id" not in raw and raw["created_at"].isdigit() and raw["updated_at"].isdigit()
+    assert not raw.keys() & {"contract", "partition", "generation"}
     record = await store.get_trigger(tid)
     assert record is not None and record.id == tid
+    assert (record.contract, record.partition, record.generation) == ("report", DAY, 0)
+    assert b"trigger" not in await redis.hgetall(keys.partition("report", DAY))
+    assert (await store.read_partition("report", DAY)).trigger_id == tid
+    assert (await store.partitions_of("report"))[0]["trigger_id"] == tid
     created = datetime.fromisoformat(record.created_at)
     assert abs((created - datetime.now(UTC)).total_seconds()) < 60
     started = await store.begin_attempt(tid)
@@ -426,3 +436,35 @@ def test_a_landing_time_reads_back_as_the_iso_time_it_was() -> None:
     times = [0, 999, 1000, 86_399_999, 1_796_420_548_000, 1_796_420_548_007, 4_102_444_799_999]
     times += [(i * 7_919_000_003) % 4_102_444_800_000 for i in range(5000)]
     assert [ms_iso(ms) for ms in times] == [ms_time(ms).isoformat() for ms in times]
+
+
+def test_a_trigger_id_names_its_contract_partition_and_generation() -> None:
+    """Partitions may hold colons; `_` is the id's name for no partition, so a record of
+    a partition really named `_` says so itself; an id made otherwise names nothing."""
+    assert named_by("baton:report:2026-11-01T05:00:3") == ("report", "2026-11-01T05:00", 3)
+    assert named_by("baton:report:_:12") == ("report", "", 12)
+    assert TriggerRecord.from_hash({"partition": "_"}, "baton:report:_:1").partition == "_"
+    assert named_by("t1") == named_by("baton:report:x:y") == ("", "", 0)
+
+
+async def test_a_partition_names_its_last_trigger_unless_that_firing_was_skipped(
+    inputs: Inputs,
+) -> None:
+    """Skipped (a contract resumed unfired): no trigger; kept as `trigger` by an earlier
+    Baton: that one."""
+    store, redis, keys = inputs.store, inputs.store.redis, inputs.store.keys
+    await redis.hset(
+        keys.partition("report", "2026-11-01"),
+        mapping={"gen": "1", "fired": "1", "skipped": "2026-11-02T00:00:00+00:00"},
+    )
+    await redis.hset(
+        keys.partition("report", "2026-11-02"),
+        mapping={"gen": "0", "fired": "0", "trigger": "baton:report:2026-11-02:0"},
+    )
+    assert (await store.read_partition("report", "2026-11-01")).trigger_id is None
+    state = await store.read_partition("report", "2026-11-02")
+    assert state.trigger_id == "baton:report:2026-11-02:0"
+    assert await inputs.land("a", "b", partition="2026-11-01") == []  # the first of each
+    [fired] = await inputs.land("a", partition="2026-11-01")  # a restatement, fired
+    assert fired == "baton:report:2026-11-01:2"  # and `skipped` is gone
+    assert (await store.read_partition("report", "2026-11-01")).trigger_id == fired

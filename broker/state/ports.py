@@ -85,11 +85,12 @@ class TriggerRecord:
         """The record kept in hash `data` of trigger `trigger_id` (times kept as epoch
         ms are given as ISO, as those an earlier Baton kept are)."""
         inputs = trigger_inputs(data.get("inputs"))
+        contract, partition, generation = named_by(trigger_id)
         return cls(
             id=trigger_id,
-            contract=data["contract"],
-            partition=data.get("partition", ""),
-            generation=int(data.get("generation", 0)),
+            contract=data.get("contract", contract),
+            partition=data.get("partition", partition),
+            generation=int(data.get("generation", generation)),
             state=data.get("state", "pending"),
             attempts=int(data.get("attempts", 0)),
             created_at=_when(data.get("created_at", "")),
@@ -109,6 +110,17 @@ class TriggerRecord:
             input_ids=_ids(data.get("input_ids"))
             or {s: str(e.get("event_id", "")) for s, e in inputs.items()},
         )
+
+
+def named_by(trigger_id: str) -> tuple[str, str, int]:
+    """The contract, partition ('' for none) and generation that a trigger id names
+    (`matcher.trigger_id_base`: `baton:<contract>:<partition or _>:<generation>`; a
+    contract's name holds no colon); ('', '', 0) for an id not made so."""
+    _, contract, rest = [*trigger_id.split(":", 2), "", ""][:3]
+    partition, _, generation = rest.rpartition(":")
+    if not contract or not generation.isdigit():
+        return "", "", 0
+    return contract, "" if partition == "_" else partition, int(generation)
 
 
 def _when(kept: str) -> str:

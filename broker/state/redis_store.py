@@ -110,7 +110,7 @@ class RedisStore(RedisStreams):
 
     async def read_partition(self, contract: str, partition: str) -> PartitionState:
         raw = await self.redis.hgetall(self.keys.partition(contract, partition))
-        return _partition_state({text(k): text(v) for k, v in raw.items()})
+        return _partition_state({text(k): text(v) for k, v in raw.items()}, contract, partition)
 
     async def fired_marker(self, contract: str, partition: str) -> tuple[int, int] | None:
         """The last generation of a partition fired, and when (epoch ms), as its
@@ -127,15 +127,12 @@ class RedisStore(RedisStreams):
         )[:limit]
         out = []
         for name in names:
-            gen, fired, trigger = await self.redis.hmget(prefix + name, "gen", "fired", "trigger")
-            out.append(
-                {
-                    "partition": name,
-                    "generation": int(gen or 0),
-                    "fired": fired is not None and int(fired) >= int(gen or 0),
-                    "trigger_id": text(trigger) if trigger else None,
-                }
-            )
+            got = await self.redis.hmget(prefix + name, "gen", "fired", "trigger", "skipped")
+            raw = {k: text(v) for k, v in zip(("gen", "fired", "trigger", "skipped"), got,
+                                              strict=True) if v is not None}  # fmt: skip
+            gen, fired = int(raw.get("gen", 0)), int(raw.get("fired", -1))
+            out.append({"partition": name, "generation": gen, "fired": fired >= gen,
+                        "trigger_id": fired_trigger(raw, contract, name)})  # fmt: skip
         return out
 
     # -- trigger records ---------------------------------------------------------
@@ -349,14 +346,25 @@ def _outcome(reply: list[Any], at: str) -> RecordOutcome:
     )
 
 
-def _partition_state(raw: dict[str, str]) -> PartitionState:
+def fired_trigger(raw: dict[str, str], contract: str, partition: str) -> str | None:
+    """The id of the trigger a partition hash's last firing made: its base and `fired`
+    (claim.lua), or `trigger` as an earlier Baton kept it; None if it never fired or
+    that firing was skipped."""
+    if "trigger" in raw:
+        return raw["trigger"]
+    if "fired" not in raw or "skipped" in raw:
+        return None
+    return f"{trigger_id_base(contract, partition)}{raw['fired']}"
+
+
+def _partition_state(raw: dict[str, str], contract: str, partition: str) -> PartitionState:
     successes = {slot: i.event for slot, i in held_inputs(raw).items()}
     failures = held_failures(raw)
     consumed = frozenset(k[2:] for k in raw if k.startswith("c:"))
     return PartitionState(
         generation=int(raw.get("gen", 0)),
         fired=int(raw.get("fired", -1)),
-        trigger_id=raw.get("trigger"),
+        trigger_id=fired_trigger(raw, contract, partition),
         successes=successes,
         failures=failures,
         consumed=consumed,

@@ -29,12 +29,12 @@ local function skip(reason)
 end
 if ARGV[3] == 'skip' then return skip(ARGV[11]) end
 
-restore(h, KEYS[8], ARGV[2], 'p', ARGV[5], ARGV[13])
+restore(h, KEYS[8], ARGV[2], 'p', ARGV[13])
 local gen = tonumber(redis.call('HGET', h, 'gen') or '0')
 local fired = tonumber(redis.call('HGET', h, 'fired') or '-1')
 if fired >= gen then
   if ARGV[3] ~= 'rerun' then
-    return skip('already ran as ' .. (redis.call('HGET', h, 'trigger') or '?'))
+    return skip('already ran as ' .. (redis.call('HGET', h, 'trigger') or ARGV[5] .. fired))
   end
   gen = gen + 1
   redis.call('HSET', h, 'gen', gen)

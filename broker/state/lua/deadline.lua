@@ -17,7 +17,7 @@ local h = KEYS[2]
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
   return {'taken', ''}
 end
-restore(h, KEYS[9], ARGV[3], 'p', ARGV[9], ARGV[13])
+restore(h, KEYS[9], ARGV[3], 'p', ARGV[13])
 if tonumber(redis.call('HGET', h, 'fired') or '-1') >= 0 then
   return {'met', ''}  -- fired before its deadline (a restatement waiting since is no miss)
 end

@@ -44,7 +44,7 @@
 -- Returns {outcome, trigger_id, generation, delivered entry id, delivered trigger id, inputs}
 local h, slot, mode = KEYS[1], ARGV[2], ARGV[1]
 local history = ARGV[23] or ''
-local restored = restore(h, KEYS[6], ARGV[13], mode, ARGV[9], history)
+local restored = restore(h, KEYS[6], ARGV[13], mode, history)
 
 local value = kept(ARGV[5], ARGV[18] or '0', ARGV[4], ARGV[3])
 if ARGV[6] == 'failed' then
@@ -153,6 +153,7 @@ if skip then
   -- Resumed without firing: what completed while paused counts as done, unfired.
   if mode == 'p' then
     redis.call('HSET', h, 'fired', gen, 'skipped', ARGV[10])
+    redis.call('HDEL', h, 'trigger')
     mark(KEYS[6], ARGV[13], gen, ARGV[15])
   end
   return {'skipped', '', gen}

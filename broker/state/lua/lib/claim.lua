@@ -65,13 +65,13 @@ end
 -- (its fired-marker in `markers`): put back what the marker knows, the last generation
 -- fired, so that what comes now is a restatement of it and never fires an id again.
 -- Unpartitioned ('u'), the next generation is the one after. Returns whether it did.
-local function restore(h, markers, partition, mode, base, history_ms)
+local function restore(h, markers, partition, mode, history_ms)
   if redis.call('EXISTS', h) == 1 then return false end
   local marker = redis.call('HGET', markers, partition)
   if not marker then return false end
   local last = tonumber(string.match(marker, '^%d+'))
   redis.call('HSET', h, 'gen', mode == 'u' and last + 1 or last, 'fired', last,
-    'trigger', base .. last, 'expired', marker)
+    'expired', marker)
   keep(h, history_ms)
   return true
 end
@@ -81,17 +81,26 @@ end
 -- record (and the `extra` field, value pairs), queue it for the dispatchers, list it as
 -- recent (dropping what is past the history window) and count it as fired by f.cause.
 local function claim(f, extra)
+  -- The trigger's id is the partition's base and `fired` (state/redis_store.py:
+  -- fired_trigger); an earlier Baton kept it as `trigger`, and a firing skipped (a
+  -- contract resumed unfired) is marked `skipped`.
   if f.by then
-    redis.call('HSET', f.h, 'fired', f.gen, 'trigger', f.tid, 'fired_by', f.by)
+    redis.call('HSET', f.h, 'fired', f.gen, 'fired_by', f.by)
   else
-    redis.call('HSET', f.h, 'fired', f.gen, 'trigger', f.tid)
+    redis.call('HSET', f.h, 'fired', f.gen)
   end
+  redis.call('HDEL', f.h, 'trigger', 'skipped')
   keep(f.h, f.history_ms)
   mark(f.markers, f.partition, f.gen, f.now_ms)
-  -- Its id is its key's; times are epoch ms (state/ports.py reads them as ISO).
-  local record = {'contract', f.contract, 'partition', f.partition,
-    'generation', f.gen, 'state', 'pending', 'attempts', 0, 'created_at', f.now_ms,
+  -- Its id is its key's, and says its contract, partition and generation (state/ports.py
+  -- reads them from it), but for a partition named `_`, the id's name for none; times
+  -- are epoch ms (read as ISO).
+  local record = {'state', 'pending', 'attempts', 0, 'created_at', f.now_ms,
     'updated_at', f.now_ms, 'inputs', f.inputs, 'contract_version', f.version}
+  if f.partition == '_' then
+    record[#record + 1] = 'partition'
+    record[#record + 1] = '_'
+  end
   for _, v in ipairs(extra) do record[#record + 1] = v end
   redis.call('HSET', f.prefix .. f.tid, unpack(record))
   redis.call('XADD', f.triggers, '*', 't', f.tid)
