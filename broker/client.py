@@ -35,7 +35,7 @@ import httpx
 from pydantic import ValidationError
 
 from broker.core.errors import BacklogFull, BatonError, EventRejected
-from broker.core.events import Encoded, Event, encode, field_errors
+from broker.core.events import Encoded, Event, encode, field_errors, stream_text
 from broker.ingest.intake import EventRoute, IngestResult, ingest_encoded
 
 if TYPE_CHECKING:
@@ -114,9 +114,11 @@ def make_event(
     )
 
 
-def _prepare(events: Iterable[EventLike]) -> list[Encoded]:
-    """Validated and encoded, each with its `event_id` fixed before the first attempt;
-    all or nothing: EventRejected names every bad field as `events[i].field`."""
+def _prepare(events: Iterable[EventLike], to_stream: bool) -> list[Encoded]:
+    """Validated and encoded, each with its `event_id` fixed before the first attempt, as
+    the stream keeps it (`to_stream`, straight to Redis) or as JSON (a request's); all or
+    nothing: EventRejected names every bad field as `events[i].field`."""
+    encoding = stream_text if to_stream else encode
     prepared: list[Encoded] = []
     errors: list[tuple[str, str]] = []
     for index, item in enumerate(events):
@@ -131,7 +133,7 @@ def _prepare(events: Iterable[EventLike]) -> list[Encoded]:
             except ValidationError as exc:
                 errors += field_errors(exc, f"events[{index}].")
                 continue
-        prepared.append(encode(event))
+        prepared.append(encoding(event))
     if errors:
         raise EventRejected(errors)
     return prepared
@@ -191,7 +193,7 @@ class AsyncBatonClient:
     async def publish_many(self, events: Iterable[EventLike]) -> IngestResult:
         """Publish events in chunks of 1,000; returns accepted and duplicate ids, and
         over HTTP where each event goes. Strict: raises Unrouted after Baton has them."""
-        prepared = _prepare(events)
+        prepared = _prepare(events, self._store is not None)
         chunks = [prepared[i : i + _CHUNK] for i in range(0, len(prepared), _CHUNK)]
         # A few chunks in flight at once, so encoding one overlaps sending another.
         gate = asyncio.Semaphore(_IN_FLIGHT)

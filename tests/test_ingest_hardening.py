@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from broker.api.app import create_app
 from broker.client import BatonClient
 from broker.core.errors import EventRejected
+from broker.core.events import from_wire
 from broker.core.settings import Settings
 from broker.matching.loaded import load_checked
 from broker.runtime import Runtime
@@ -112,7 +113,8 @@ async def forget_all_but_the_keeper(runtime: Runtime) -> None:
 async def stored(runtime: Runtime) -> list[dict[str, Any]]:
     fields = ("dataset", "partition", "event_id", "metadata")
     entries = await runtime.redis.xrange("baton:events")
-    return [{k: v for k, v in json.loads(f[b"e"]).items() if k in fields} for _, f in entries]
+    kept = [from_wire(f[b"e"], entry_id.decode())[0] for entry_id, f in entries]
+    return [e.model_dump(mode="json", include=set(fields), exclude_defaults=True) for e in kept]
 
 
 async def post(client: httpx.AsyncClient, way: Way, text: str, **headers: str) -> httpx.Response:

@@ -3,18 +3,15 @@ down, refusals that do not fail the task, and `baton spool flush`."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import pytest
-import redis
 
 from adapters.publish import Publisher, stable_event_id
 from broker.client import BatonUnavailable
 from broker.embedded_redis import free_port
-from broker.state.keys import Keys
-from tests.conftest import Cluster, wait_until
+from tests.conftest import Cluster, stream_events, wait_until
 
 CONTRACT = """
 name: report
@@ -35,11 +32,7 @@ def start_baton(cluster: Cluster) -> None:
 
 
 def stream_ids(cluster: Cluster) -> list[str]:
-    client = redis.Redis.from_url(cluster.redis_url, decode_responses=True)
-    try:
-        return [json.loads(f["e"])["event_id"] for _, f in client.xrange(Keys().events)]
-    finally:
-        client.close()
+    return [e["event_id"] for e in stream_events(cluster.redis_url)]
 
 
 def test_a_stable_id_makes_a_republish_a_duplicate(cluster: Cluster, tmp_path: Path) -> None:

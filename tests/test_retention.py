@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from broker.contracts.model import Contract
 from broker.control.explain import explain_from_store, render_report
-from broker.core.events import Event, encode, from_wire, ms_time
+from broker.core.events import Event, encode, from_wire, ms_time, stream_text
 from broker.matching.matcher import Matcher
 from broker.state.backfill_store import Step
 from broker.state.deadline_store import Decision
@@ -290,9 +290,17 @@ async def test_an_event_is_kept_without_its_defaults_and_read_back_whole(
 
 def test_a_stream_entry_says_when_it_was_received_by_its_id() -> None:
     """A stream entry leaves out `received_at` (its id says it) and an `occurred_at`
-    nobody gave (it reads as `received_at`); one written with them keeps them."""
-    [(_, stream)] = [encode(Event(dataset="a", event_id="e1"))]
-    assert "occurred_at" not in stream and "received_at" not in stream
+    nobody gave (it reads as `received_at`); one written with them keeps them. It names
+    dataset, partition and id in text of their own; the JSON an earlier Baton wrote
+    reads the same."""
+    [(_, stream)] = [stream_text(Event(dataset="a", event_id="e1"))]
+    assert stream == "a\x1e\x1ee1\x1e"  # nothing else to say
+    rich = Event(dataset="a b", partition="2026-11-23", event_id="e 9", status="failed",
+                 metadata={"rows": 3, "note": "a\x1eb\nc"})  # fmt: skip
+    for encoded in (stream_text(rich)[1], encode(rich)[1]):
+        assert "\n" not in encoded and from_wire(encoded, "1-0")[0] == rich.model_copy(
+            update={"occurred_at": ms_time(1)}
+        )
     ms = int(T0.timestamp() * 1000) + 250
     event, received = from_wire(stream, f"{ms}-3")
     assert received == T0 + timedelta(milliseconds=250)
@@ -300,7 +308,7 @@ def test_a_stream_entry_says_when_it_was_received_by_its_id() -> None:
     older = '{"received_at":"2026-11-24T00:00:00+00:00","dataset":"a","event_id":"e2"}'
     assert from_wire(older, "1-0")[1] == T0
     timed = Event(dataset="a", event_id="e3", occurred_at=T0 - timedelta(hours=1))
-    again, _ = from_wire(encode(timed)[1], f"{ms}-0")
+    again, _ = from_wire(stream_text(timed)[1], f"{ms}-0")
     assert again.occurred_at == timed.occurred_at
     with pytest.raises(ValueError):
         from_wire(stream, "")

@@ -5,7 +5,6 @@ and each duty's health as `/readyz` reads it."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -17,7 +16,7 @@ import yaml
 from redis.asyncio import Redis as AsyncRedis
 
 from broker.contracts.model import Contract
-from broker.core.events import Event
+from broker.core.events import Event, from_wire
 from broker.core.settings import RetrySettings, Settings
 from broker.dispatch.dispatcher import Dispatcher
 from broker.dispatch.gate import Gates
@@ -289,7 +288,7 @@ async def test_what_a_run_produced_is_matched_at_once_ahead_of_the_stream(
     keys = store.keys
     # What the events reader would hand on: the one upstream event.
     batch = await store.read_new(keys.events, keys.matchers_group, worker.name, 10)
-    assert [json.loads(f["e"])["event_id"] for _, f in batch] == ["r1"]
+    assert [from_wire(f["e"], i)[0].event_id for i, f in batch] == ["r1"]
     await worker.process_events(batch)
     second = "baton:second:2026-11-23:0"
     started = time.monotonic()
@@ -299,7 +298,7 @@ async def test_what_a_run_produced_is_matched_at_once_ahead_of_the_stream(
     assert hook.started == 2  # first, then second: no reader read clean.orders
     # The reader reaches the produced entry later: recorded again, it fires nothing.
     later = await store.read_new(keys.events, keys.matchers_group, worker.name, 10)
-    assert [json.loads(f["e"])["dataset"] for _, f in later] == ["clean.orders"]
+    assert [from_wire(f["e"], i)[0].dataset for i, f in later] == ["clean.orders"]
     outcomes = await worker.process_events(later)
     assert [o.trigger_id for o in outcomes] == [None]
     assert (await store.redis.xpending(keys.events, keys.matchers_group))["pending"] == 0

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.core.events import Encoded, Event, encode
+from broker.core.events import Encoded, Event, stream_text
 from broker.state.ports import EventLog, StreamEntry
 
 # An event -> (the contracts it feeds, [(contract or None, why not, kind)]).
@@ -102,7 +102,7 @@ async def ingest(
     log: EventLog, events: Sequence[Event], route: Route | None = None
 ) -> IngestResult:
     """Append `events`; an `event_id` seen before is reported as a duplicate, not added."""
-    encoded = [encode(e) for e in events]
+    encoded = [stream_text(e) for e in events]
     # Routed before the append: whatever routing does, nothing is half-written.
     routes = None if route is None else _routes(route, events, [c[0] for c in encoded])
     result = await ingest_encoded(log, encoded)
@@ -126,7 +126,7 @@ def _routes(route: Route, events: Sequence[Event], ids: list[str]) -> list[Event
 
 
 async def ingest_encoded(log: EventLog, events: Sequence[Encoded]) -> IngestResult:
-    """`ingest` for events already encoded (`broker.core.events.encode`)."""
+    """`ingest` for events already encoded (`broker.core.events.stream_text`)."""
     payloads = list(events)  # as encoded: the stream entry's id says when it was received
     added = await log.append(payloads)
     result = IngestResult()
