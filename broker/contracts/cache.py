@@ -204,7 +204,7 @@ class FileCache:
         spent.contracts += len(kept.contracts)
         spent.values += kept.values
         if isinstance(self.reused, set):
-            self.reused.update(id(c) for c in kept.contracts)
+            self.reused.update(map(id, kept.contracts))
         return True
 
     def parsed(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -29,11 +30,16 @@ from broker.core.errors import ContractError, Location
 Path_ = tuple[str | int, ...]
 
 
-@dataclass(frozen=True)
+# The line map of a contract kept once checked: none (one object for all of them).
+NO_LINES: Mapping[Path_, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
 class LoadedContract:
     contract: Contract
     location: Location
-    lines: Mapping[Path_, int] = field(default_factory=dict, compare=False, repr=False)
+    lines: Mapping[Path_, int] = field(default_factory=lambda: NO_LINES, compare=False,
+                                       repr=False)  # fmt: skip
 
     def at(self, *path: str | int) -> Location:
         """The location of a field of this contract (its nearest known ancestor's line)."""
@@ -47,6 +53,7 @@ class LoadedContract:
 class ContractSet:
     contracts: tuple[LoadedContract, ...]
     version: str
+    content: str = ""  # the hash of the files' names and texts (`version` outside Git)
 
     def by_name(self) -> dict[str, Contract]:
         return {c.contract.name: c.contract for c in self.contracts}

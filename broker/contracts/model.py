@@ -87,13 +87,18 @@ Condition = Annotated[
 
 
 def iter_inputs(condition: Condition) -> Iterator[Input]:
-    """Every Input of a condition tree, depth first."""
-    if isinstance(condition, Input):
-        yield condition
-        return
-    children = condition.all_of if isinstance(condition, AllOf) else condition.any_of
-    for child in children:
-        yield from iter_inputs(child)
+    """Every Input of a condition tree, depth first (without a generator per node: a
+    start over 100,000 contracts walks every tree)."""
+    found: list[Input] = []
+    stack: list[Condition] = [condition]
+    while stack:
+        node = stack.pop()
+        if type(node) is Input:
+            found.append(node)
+        else:
+            children = node.all_of if type(node) is AllOf else node.any_of  # type: ignore[union-attr]
+            stack += reversed(children)
+    return iter(found)
 
 
 class Trigger(BaseModel):
@@ -228,19 +233,24 @@ class Contract(_Strict):
 _FIELD_SETS: dict[tuple[type, frozenset[str]], set[str]] = {}
 
 
-def share_field_sets(value: object) -> None:
-    """Give `value` (a contract, or any part of one) and the models inside it the shared
+def share_field_sets(contract: Contract) -> None:
+    """Give `contract` and the models inside it (its condition tree, trigger and retry:
+    walked by their places, not by every value, as a start restores 100,000) the shared
     set of their fields."""
-    if isinstance(value, BaseModel):
-        own = value.__pydantic_fields_set__
-        shared = _FIELD_SETS.setdefault((type(value), frozenset(own)), own)
+    todo: list[BaseModel] = [contract, contract.trigger, contract.when]
+    if contract.retry is not None:
+        todo.append(contract.retry)
+    while todo:
+        item = todo.pop()
+        kind = type(item)
+        if kind is AllOf:
+            todo += item.all_of  # type: ignore[attr-defined]
+        elif kind is AnyOf:
+            todo += item.any_of  # type: ignore[attr-defined]
+        own = item.__pydantic_fields_set__
+        shared = _FIELD_SETS.setdefault((kind, frozenset(own)), own)
         if shared is not own:
-            object.__setattr__(value, "__pydantic_fields_set__", shared)
-        for item in value.__dict__.values():
-            share_field_sets(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            share_field_sets(item)
+            object.__setattr__(item, "__pydantic_fields_set__", shared)
 
 
 def trigger_spec(contract: Contract, kind: str) -> BaseModel:

@@ -19,7 +19,7 @@ class BatonError(Exception):
     """Root of every error Baton raises on purpose."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Location:
     """Where in a file something was found; `line` is 1-based, 0 when unknown."""
 

@@ -7,16 +7,17 @@ never a scan over all contracts.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
 
-from broker.contracts.model import Contract, Input, contract_calendar, input_calendar, iter_inputs
+from broker.contracts.model import Contract, Input, iter_inputs
 from broker.core.expressions import Expression, compile_expression
-from broker.core.partitions import Calendar
+from broker.core.partitions import Calendar, Granularity
 
 
-@dataclass(frozen=True, slots=True)
-class Subscription:
-    """One contract input reading one dataset, with everything matching needs precomputed."""
+class Subscription(NamedTuple):
+    """One contract input reading one dataset, with everything matching needs
+    precomputed (a tuple: 300,000 of them are made at a start over 100,000 contracts)."""
 
     contract: Contract
     input: Input
@@ -111,10 +112,18 @@ def _subscriptions(contract: Contract) -> list[Subscription]:
 
 
 def _subscription(contract: Contract, item: Input) -> Subscription:
+    own = _calendar(contract.partitioned, contract.timezone)
     return Subscription(
         contract=contract,
         input=item,
-        contract_calendar=contract_calendar(contract),
-        input_calendar=input_calendar(contract, item),
+        contract_calendar=own,
+        input_calendar=own if item.partitioned is None else _calendar(item.partitioned,
+                                                                      contract.timezone),
         where=compile_expression(item.where) if item.where else None,
-    )
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=4096)
+def _calendar(granularity: Granularity, timezone: str) -> Calendar:
+    """One calendar object per (granularity, timezone), shared by every subscription."""
+    return Calendar(Granularity(granularity), timezone)

@@ -6,16 +6,15 @@ runs either the last good set or the new one, never half of each.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import InitVar, dataclass, field, replace
 from operator import attrgetter
 
 from broker.contracts.cache import FileCache
 from broker.contracts.check import check_configured
-from broker.contracts.loader import ContractSet, LoadedContract
+from broker.contracts.loader import NO_LINES, ContractSet, LoadedContract
 from broker.contracts.model import Contract
+from broker.core.collector import no_collection
 from broker.core.errors import ConfigError
 from broker.core.settings import Settings
 from broker.matching.matcher import Matcher
@@ -59,7 +58,7 @@ def load_checked(
     saw `changed`, only those are looked at (FileCache.listing)."""
     cache = FileCache() if cache is None else cache
     cache.changed = None if changed is None else set(changed)
-    with _no_collection():
+    with no_collection():
         contract_set, errors = check_configured(settings, cache=cache)
         if errors:
             raise ConfigError("contracts rejected:\n" + "\n".join(str(e) for e in errors))
@@ -78,24 +77,6 @@ def _without_lines(
     where they are; else they are looked for among all)."""
     out = list(contracts)
     for start, count in cache.slices if cache.fresh is not None else [(0, len(out))]:
-        out[start : start + count] = [c if id(c) in cache.reused else replace(c, lines={})
+        out[start : start + count] = [c if id(c) in cache.reused else replace(c, lines=NO_LINES)
                                       for c in out[start : start + count]]  # fmt: skip
     return tuple(out)
-
-
-@contextmanager
-def _no_collection() -> Iterator[None]:
-    """The cyclic collector off while a set loads: it makes objects by the million that
-    all live on, and each full pass walks all of them (100,000 contracts: 10 of 26 s).
-    Reference counting still frees what dies meanwhile. What is there afterwards is
-    frozen (moved where the collector never looks): else the first full pass after the
-    load walks them all, ~3 s over 100,000 contracts, holding the event loop too. A set
-    has no reference cycles, so the one it replaces is freed all the same."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if was:
-            gc.enable()
