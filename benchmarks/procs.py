@@ -63,6 +63,7 @@ def write_config(
         "contracts": str(folder),
         "api": {"host": "127.0.0.1", "port": port},
         "max_backlog": 10_000_000,
+        "data_dir": str(tmp / f"data-{port}"),  # the contracts snapshot: gone with tmp
         **extra,
     }
     path = tmp / f"baton-{port}.yaml"

@@ -20,12 +20,14 @@ import uvicorn
 from adapters.registry import build_alerts, build_owner_alerts, build_targets
 from broker.api.app import create_app
 from broker.api.guard import guarded_http
+from broker.contracts.check import check_key
+from broker.contracts.snapshot import Snapshots
 from broker.control.apply import ChangeApplier, apply_changes
 from broker.control.reload import ContractsHolder, ReloadResult
 from broker.core.errors import ConfigError
 from broker.core.settings import Settings
 from broker.embedded_redis import RedisProcess
-from broker.matching.loaded import load_checked
+from broker.matching.loaded import Contracts, load_checked
 from broker.runtime import Runtime
 from broker.worker import Worker, consumer_name
 
@@ -62,6 +64,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _load(settings: Settings) -> tuple[Contracts, Snapshots]:
+    """The contract set, and its snapshot: what the last run loaded, of the files that
+    have not changed since, is not parsed or checked again."""
+    snapshots = Snapshots(settings.data_dir, settings.contracts, check_key(settings, os.environ))
+    return load_checked(settings, snapshots.restore()), snapshots
+
+
 async def serve(
     settings: Settings,
     *,
@@ -73,13 +82,14 @@ async def serve(
 ) -> None:
     if api:
         check_exposure(settings)
-    contracts = load_checked(settings)
+    contracts, snapshots = _load(settings)
     runtime = await Runtime.open(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     holder = ContractsHolder(runtime, contracts, consumer_name())
+    holder.on_swap(lambda fresh: snapshots.saving(fresh.cache, fresh.version))
     reloads: set[asyncio.Task[ReloadResult]] = set()
 
     def on_hup() -> None:
@@ -109,6 +119,8 @@ async def serve(
         holder.after_swap(lambda fresh: apply_changes(applier, fresh))
         await apply_changes(applier, contracts)
         parts.append(the_worker.run(stop, match, dispatch))
+    # Saved once the set is applied, not while (the same CPU); later at each swap.
+    snapshots.saving(contracts.cache, contracts.version)
     siblings: list[subprocess.Popen[bytes]] = []
     if api:
         sock = _listening_socket(settings, shared=sibling or settings.api.workers > 1)
@@ -121,6 +133,7 @@ async def serve(
         stop.set()
         _stop_siblings(siblings)
         await _close(runtime, [*targets.values(), alerts, *owner_alerts.values()])
+        await asyncio.to_thread(snapshots.finish)
     if ended:
         raise ConfigError(ended[0])
 

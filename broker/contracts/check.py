@@ -44,6 +44,7 @@ from broker.contracts.secrets_check import secret_problems
 from broker.core.errors import ContractError
 from broker.core.expressions import ExpressionError, compile_expression
 from broker.core.partitions import Calendar, Granularity, can_map
+from broker.core.secrets import allowed_env
 from broker.core.templates import TemplateError, compile_template, unknown
 
 if TYPE_CHECKING:
@@ -67,10 +68,8 @@ def check_configured(
     or checked again."""
     environ = os.environ if env is None else env
     targets, limits = target_kinds(settings), LoadLimits(**settings.contract_limits.model_dump())
-    if cache is not None:  # what a kept contract's checks depended on
-        cache.begin((sorted(targets.items()), settings.check.require_owner,
-                     sorted(settings.owners), limits, list(settings.contract_env),
-                     sorted(environ.items())))  # fmt: skip
+    if cache is not None:
+        cache.begin(check_key(settings, environ))
     contract_set, errors = check_contracts(
         folder or settings.contracts,
         targets,
@@ -83,6 +82,17 @@ def check_configured(
     errors += secret_problems(unchecked, settings.contract_env, environ)
     errors.sort(key=lambda e: (e.location.file, e.location.line, e.message))
     return contract_set, errors
+
+
+def check_key(settings: Settings, environ: Mapping[str, str]) -> tuple[object, ...]:
+    """What a kept contract's checks depend on (cache.py `key`): the targets and their
+    kinds, the owner rules, the limits, and which variables contracts may read and
+    which of those are set (a `${VAR}` must be allowed and set; its value is read only
+    when a trigger is sent). Plain values, so its text is the same in every process."""
+    limits = LoadLimits(**settings.contract_limits.model_dump())
+    return (sorted(target_kinds(settings).items()), settings.check.require_owner,
+            sorted(settings.owners), repr(limits), list(settings.contract_env),
+            sorted(allowed_env(settings.contract_env, environ)))  # fmt: skip
 
 
 def check_contracts(

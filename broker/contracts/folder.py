@@ -49,7 +49,8 @@ def load_contracts(
     versions.sort()
     if cache is not None:
         cache.loaded(versions, spent)
-    return ContractSet(tuple(loaded), git_version(folder, content_version(versions))), errors
+    content = content_version(versions)
+    return ContractSet(tuple(loaded), git_version(folder, content), content), errors
 
 
 def _each_file(
@@ -127,7 +128,8 @@ def _patched(
     cache.fresh = fresh
     cache.slices = [(starts.get(p, 0), len(new)) for p, new in redo.items() if new]
     cache.loaded(versions, spent, ({path: len(new) for path, new in redo.items()}, reshaped))
-    return ContractSet(tuple(contracts), git_version(folder, content_version(versions)))
+    content = content_version(versions)
+    return ContractSet(tuple(contracts), git_version(folder, content), content)
 
 
 def _placed(

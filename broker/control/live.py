@@ -102,6 +102,13 @@ class LiveState:
         raw: Any = await self.redis.hgetall(self.defs_key)
         return {text(k): json.loads(v) for k, v in raw.items()}
 
+    async def applied_of(self, names: list[str]) -> dict[str, dict[str, str]]:
+        """`applied` of the contracts `names` only (those recorded)."""
+        if not names:
+            return {}
+        raw: Any = await self.redis.hmget(self.defs_key, names)
+        return {n: json.loads(v) for n, v in zip(names, raw, strict=True) if v is not None}
+
     async def removed(self) -> dict[str, dict[str, str]]:
         raw: Any = await self.redis.hgetall(self.removed_key)
         return {text(k): json.loads(v) for k, v in raw.items()}

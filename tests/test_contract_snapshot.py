@@ -1,0 +1,189 @@
+"""A process started over a folder that has not changed since the last one ran loads the
+last clean load's snapshot (contracts/snapshot.py): it parses and checks no file again,
+compares no definition with the live state, and runs the same set; a file changed
+meanwhile is read again, and a snapshot that cannot be trusted is left alone."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import marshal
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from broker.contracts import folder as loading
+from broker.contracts import snapshot
+from broker.contracts.check import check_key
+from broker.contracts.snapshot import Snapshots
+from broker.control import apply as applying
+from broker.control.apply import ChangeApplier
+from broker.core.settings import Settings
+from broker.matching.loaded import Contracts, load_checked
+from broker.state.keys import Keys
+from broker.state.redis_store import RedisStore
+
+CONTRACT = """name: {name}
+partitioned: daily
+when: {{all_of: [warehouse.{name}, {{dataset: warehouse.fx, where: "metadata.rows > 0"}}]}}
+deadline: "+1d09:00"
+trigger: {{target: hook, body: {{day: "{{{{ partition }}}}"}}}}
+"""
+
+
+def settings(tmp: Path, *more_targets: str) -> Settings:
+    targets = {name: {"kind": "webhook", "url": "http://127.0.0.1:9"}
+               for name in ("hook", *more_targets)}  # fmt: skip
+    return Settings.model_validate({"contracts": str(tmp / "contracts"), "targets": targets,
+                                    "data_dir": str(tmp / "data")})  # fmt: skip
+
+
+def write(tmp: Path, name: str, extra: str = "") -> None:
+    (tmp / "contracts" / f"{name}.yaml").write_text(CONTRACT.format(name=name) + extra)
+
+
+@pytest.fixture
+def tmp(tmp_path: Path) -> Path:
+    (tmp_path / "contracts").mkdir()
+    for i in range(4):
+        write(tmp_path, f"c{i}")
+    # Two documents in one file, the second a few lines down.
+    (tmp_path / "contracts" / "pair.yaml").write_text(
+        CONTRACT.format(name="p0") + "---\n" + CONTRACT.format(name="p1"))  # fmt: skip
+    old = os.stat(tmp_path / "contracts" / "c0.yaml").st_mtime - 60  # past RACY_S
+    for path in (tmp_path / "contracts").iterdir():
+        os.utime(path, (old, old))
+    return tmp_path
+
+
+def start(config: Settings) -> tuple[Contracts, Snapshots]:
+    """What `baton run` does at start: restore, load, save (and wait for the save)."""
+    snapshots = Snapshots(config.data_dir, config.contracts, check_key(config, os.environ))
+    contracts = load_checked(config, snapshots.restore())
+    snapshots.saving(contracts.cache, contracts.version)
+    snapshots.finish()
+    return contracts, snapshots
+
+
+class Parsed:
+    """Counts the texts the loader parses."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.files: list[str] = []
+        real = loading.load_text
+
+        def counted(text: str, file: str, *args: Any) -> Any:
+            self.files.append(Path(file).name)
+            return real(text, file, *args)
+
+        monkeypatch.setattr(loading, "load_text", counted)
+
+
+def test_a_restart_over_an_unchanged_folder_parses_nothing_and_runs_the_same_set(
+    tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, snapshots = start(settings(tmp))
+    assert snapshots.path.is_file() and snapshots.path.parent == tmp / "data" / "contracts"
+    parsed = Parsed(monkeypatch)
+    again, _ = start(settings(tmp))
+    assert parsed.files == []
+    assert again.by_name() == first.by_name() and again.version == first.version
+    assert [(c.contract.name, str(c.location)) for c in again.contract_set.contracts] == [
+        (c.contract.name, str(c.location)) for c in first.contract_set.contracts
+    ]  # each contract's file and line, for what is said about it later
+    assert len(again.cache.reused) == 6  # kept, so their checks did not run again
+    assert {s.contract.name for s in again.matcher.index.subscribers("warehouse.fx")} == {
+        *(f"c{i}" for i in range(4)), "p0", "p1"}  # fmt: skip
+
+
+def test_a_file_changed_while_baton_was_down_is_read_again_and_only_it(
+    tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start(settings(tmp))
+    write(tmp, "c2", 'description: "changed while down"\n')
+    write(tmp, "c9")  # and one added
+    os.remove(tmp / "contracts" / "c3.yaml")
+    parsed = Parsed(monkeypatch)
+    again, _ = start(settings(tmp))
+    assert sorted(parsed.files) == ["c2.yaml", "c9.yaml"]
+    assert again.by_name()["c2"].description == "changed while down"
+    assert sorted(again.by_name()) == ["c0", "c1", "c2", "c9", "p0", "p1"]
+    # The set saved is this one: the next start parses nothing.
+    parsed.files.clear()
+    start(settings(tmp))
+    assert parsed.files == []
+
+
+def test_a_snapshot_for_other_settings_or_torn_or_changed_is_left_alone(
+    tmp: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each is said in the log, and the folder is loaded afresh, to the same set."""
+    first, snapshots = start(settings(tmp))
+    blob = snapshots.path.read_bytes()
+    parsed = Parsed(monkeypatch)
+    caplog.set_level(logging.WARNING, "baton.contracts")
+    other, _ = start(settings(tmp, "another"))  # the targets are part of the key
+    assert len(parsed.files) == 5 and "saved under other settings" in caplog.text
+    assert other.by_name() == first.by_name()
+    head = len(snapshot.LAYOUT) + 16
+    body = marshal.loads(blob[head:])
+    version, key, entries = body
+    entries[0][5][0][0]["name"] = "Not A Name!"  # valid as data, not as a contract
+    forged = marshal.dumps((version, key, entries), 4)
+    sealed = snapshot.LAYOUT + hashlib.blake2b(forged, digest_size=16).digest() + forged
+    rng = random.Random(15)
+    cases = {
+        "torn": blob[: len(blob) // 2],
+        "another layout": b"baton-contracts-snapshot-0\n" + blob[len(snapshot.LAYOUT) :],
+        "changed": blob[:head] + bytes([blob[head] ^ 1]) + blob[head + 1 :],
+        "not what a clean load kept": sealed,
+    }
+    for i in range(30):  # any damage: never an error, never another set
+        at, bit = rng.randrange(len(blob)), 1 << rng.randrange(8)
+        cases[f"flipped {i}"] = blob[:at] + bytes([blob[at] ^ bit]) + blob[at + 1 :]
+    for case, damaged in cases.items():
+        snapshots.path.write_bytes(damaged)
+        caplog.clear()
+        parsed.files.clear()
+        loaded, _ = start(settings(tmp))
+        assert loaded.by_name() == first.by_name(), case
+        assert len(parsed.files) == 5, case  # afresh: every file
+        said = case if not case.startswith("flipped") else "not used"
+        assert said in caplog.text or "torn or changed" in caplog.text, (case, caplog.text)
+
+
+async def test_a_restart_with_the_same_files_compares_no_definition_with_the_live_state(
+    tmp: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The definitions recorded are of this very content: none is digested again. A
+    contract changed later is still a change (its applied digest read from Redis)."""
+    client = Redis.from_url(redis_url)
+    await client.flushall()
+    store = RedisStore(client, Keys("snap"), max_backlog=10**9, dedup_ttl_s=60)
+    first, _ = start(settings(tmp))
+    await applying.apply_changes(ChangeApplier(store, applying.timedelta(days=1)), first)
+    digested: list[str] = []
+    real = applying.digests
+
+    def counted(contract: Any) -> dict[str, str]:
+        digested.append(contract.name)
+        return real(contract)
+
+    monkeypatch.setattr(applying, "digests", counted)
+    again, _ = start(settings(tmp))
+    restarted = ChangeApplier(store, applying.timedelta(days=1))
+    done = await restarted.apply(again.by_name(), again.matcher, again.version,
+                                 again.contract_set.content)  # fmt: skip
+    assert done is not None and done.changes == [] and digested == []
+    write(tmp, "c1", "on_restatement: ignore\n")
+    changed = load_checked(settings(tmp), again.cache, again.matcher)
+    done = await restarted.apply(changed.by_name(), changed.matcher, changed.version,
+                                 changed.contract_set.content)  # fmt: skip
+    assert done is not None
+    assert [(c.name, c.change) for c in done.changes] == [("c1", "changed")]
+    assert digested == ["c1"]
+    await client.aclose()
