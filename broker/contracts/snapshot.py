@@ -20,14 +20,13 @@ contract files do not (trigger fields as written, `${VAR}` unresolved).
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import marshal
 import os
 import threading
 from pathlib import Path
 from typing import Any
-
-from pydantic import ValidationError
 
 from broker.contracts.cache import FileCache, Kept
 from broker.contracts.loader import LoadedContract
@@ -37,7 +36,8 @@ from broker.core.errors import Location
 
 log = logging.getLogger("baton.contracts")
 
-LAYOUT = b"baton-contracts-snapshot-1\n"
+LAYOUT = b"baton-contracts-snapshot-2\n"
+CHUNK = 4096  # files
 _DIGEST = 16
 _saving = threading.Lock()
 
@@ -56,21 +56,26 @@ def key_digest(key: object) -> bytes:
 def save(path: Path, cache: FileCache, version: str) -> None:
     """Write what `cache` keeps (as a clean load of set `version` left it) to `path`.
     Meant for a thread: it reads the cache's dicts as they are now (a later load
-    replaces them, never changes them in place) and writes one at a time."""
-    files, key = cache.files, cache.key
-    entries = [
-        (name, kept.digest, kept.values, kept.stat, kept.size,
-         [(c.contract.model_dump(mode="json", exclude_defaults=True), c.location.line)
-          for c in kept.contracts])
-        for name, kept in files.items()
-    ]  # fmt: skip
-    body = marshal.dumps((version, key_digest(key), entries), 4)
+    replaces them, never changes them in place) and writes one at a time. Files go in
+    chunks of `CHUNK`, each read back and let go in turn (100,000 files at once: ~150
+    MB of plain data alive at the peak, and a process keeps the memory of its peak)."""
+    files, key = list(cache.files.items()), cache.key
+    chunks = [marshal.dumps([_entry(name, kept) for name, kept in files[at : at + CHUNK]], 4)
+              for at in range(0, len(files), CHUNK)]  # fmt: skip
+    sizes = [len(chunk) for chunk in chunks]
+    body = marshal.dumps((version, key_digest(key), sizes), 4) + b"".join(chunks)
     blob = LAYOUT + hashlib.blake2b(body, digest_size=_DIGEST).digest() + body
     with _saving:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         temporary.write_bytes(blob)
         os.replace(temporary, path)
+
+
+def _entry(name: str, kept: Kept) -> tuple[object, ...]:
+    contracts = [(c.contract.model_dump(mode="json", exclude_defaults=True), c.location.line)
+                 for c in kept.contracts]  # fmt: skip
+    return name, kept.digest, kept.values, kept.stat, kept.size, contracts
 
 
 def restore(path: Path, key: object) -> tuple[FileCache, str] | None:
@@ -105,20 +110,29 @@ def _parsed(blob: bytes, key: object) -> tuple[str, dict[str, Kept]]:
     body = blob[head + _DIGEST :]
     if hashlib.blake2b(body, digest_size=_DIGEST).digest() != blob[head : head + _DIGEST]:
         raise _Unusable("torn or changed since it was written")
+    stream = io.BytesIO(body)
     try:
-        version, kept_key, entries = marshal.loads(body)
-    except (ValueError, EOFError, TypeError) as exc:
-        raise _Unusable(f"not readable: {exc}") from None
-    if kept_key != key_digest(key):
-        raise _Unusable("saved under other settings (targets, owners, limits or variables)")
-    try:
-        return str(version), dict(_kept(entry) for entry in entries)
-    except (ValidationError, ValueError, TypeError) as exc:
-        raise _Unusable(f"not what a clean load kept: {exc}") from None
+        version, kept_key, sizes = marshal.load(stream)  # the header alone: small
+        if kept_key != key_digest(key):
+            raise _Unusable("saved under other settings (targets, owners, limits or variables)")
+        at, view = stream.tell(), memoryview(body)
+        files: dict[str, Kept] = {}
+        for size in sizes:  # loads of a slice: load of a stream reads it a call at a time
+            files.update(_kept(entry) for entry in marshal.loads(view[at : at + size]))
+            at += size
+    except _Unusable:
+        raise
+    except Exception as exc:  # whatever it is, the folder is read instead
+        raise _Unusable(f"not what a clean load kept: {type(exc).__name__}: {exc}") from None
+    if at != len(body):
+        raise _Unusable("not what a clean load kept: its files end before its text does")
+    return str(version), files
 
 
 def _kept(entry: Any) -> tuple[str, Kept]:
     name, text_digest, values, stat, size, contracts = entry
+    if not isinstance(name, str) or not isinstance(text_digest, bytes):
+        raise TypeError("a file's name and digest are text and bytes")
     loaded = []
     for data, line in contracts:
         contract = Contract.model_validate(data)
