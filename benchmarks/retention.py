@@ -153,7 +153,7 @@ async def _past_the_event_window(client: redis.Redis) -> None:
     and `dedup_ttl` (7 days each by default, of a 30-day history window): the stream
     trimmed as the worker trims it, and the dedup keys gone as Redis expires them."""
     await client.xtrim(f"{NAMESPACE}:events", minid=f"{int(time.time() * 1000) + 1}-0")
-    seen = [k async for k in client.scan_iter(f"{NAMESPACE}:seen:*", count=1000)]
+    seen = [k async for k in client.scan_iter(f"{NAMESPACE}:s:*", count=1000)]
     for i in range(0, len(seen), 1000):
         await client.delete(*seen[i : i + 1000])
 
@@ -230,7 +230,7 @@ def _kind(key: str) -> str | None:
     if rest.startswith("p:"):
         return f"partition hash ({rest.split(':')[1]})"
     for prefix, kind in (("t:", "trigger record"),
-                         ("seen:", "dedup key"), ("fired:", "fired marker")):  # fmt: skip
+                         ("s:", "dedup key"), ("fired:", "fired marker")):  # fmt: skip
         if rest.startswith(prefix):
             return kind
     return None

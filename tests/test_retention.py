@@ -7,6 +7,7 @@ checked, not waited for); a fired-marker stands for the partition once its state
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -476,3 +477,23 @@ async def test_a_partition_names_its_last_trigger_unless_that_firing_was_skipped
     [fired] = await inputs.land("a", partition="2026-11-01")  # a restatement, fired
     assert fired == "baton:report:2026-11-01:2"  # and `skipped` is gone
     assert (await store.read_partition("report", "2026-11-01")).trigger_id == fired
+
+
+async def test_a_dedup_key_is_named_by_a_digest_and_one_an_earlier_baton_kept_still_counts(
+    inputs: Inputs,
+) -> None:
+    """Named by the first 20 hex digits of the id's SHA-1 (a long id costs no more), it
+    expires after dedup_ttl; an id an earlier Baton remembered by itself (`seen:<id>`)
+    is still a duplicate."""
+    store, redis, keys = inputs.store, inputs.store.redis, inputs.store.keys
+    long_id = "dbt-cloud-run-" + "7" * 400
+    event = stream_text(Event(dataset="a", event_id=long_id))
+    assert await store.append([event]) != [None]
+    name = keys.dedup_prefix() + hashlib.sha1(long_id.encode()).hexdigest()[:20]
+    assert 0 < await redis.ttl(name) <= 60
+    assert [k async for k in redis.scan_iter(f"{keys.dedup_prefix()}*")] == [name.encode()]
+    assert await store.append([event]) == [None]
+    await redis.set(keys.dedup_prefix_before() + "old-1", "1", ex=60)
+    old = stream_text(Event(dataset="a", event_id="old-1"))
+    new = stream_text(Event(dataset="a", event_id="new-1"))
+    assert [x is None for x in await store.append([old, new])] == [True, False]

@@ -237,8 +237,15 @@ class Keys:
     alerters_group: str = "alerters"
 
     def dedup_prefix(self) -> str:
-        """Prefix of the per-event_id keys that make ingestion idempotent. Retention:
-        each expires after `dedup_ttl`."""
+        """Prefix of the per-event keys that make ingestion idempotent, each named by
+        the first 20 hex digits of the SHA-1 of the event_id (lua/ingest.lua: ~25 bytes
+        less a key than the id itself). Retention: each expires after `dedup_ttl`."""
+        return f"{self.namespace}:s:"
+
+    def dedup_prefix_before(self) -> str:
+        """Prefix of the per-event keys an earlier Baton wrote, named by the event_id
+        itself: still looked at (a retry of an event it took is a duplicate). Retention:
+        each expires after `dedup_ttl`, so none is left one `dedup_ttl` after an upgrade."""
         return f"{self.namespace}:seen:"
 
     def partition(self, contract: str, partition: str) -> str:

@@ -57,6 +57,7 @@ class RedisStreams:
             "\n".join(event_id for event_id, _ in events),
             "\n".join(payload for _, payload in events),
             len(events),
+            self.keys.dedup_prefix_before(),
         ]
         keys = [self.keys.events, self.keys.backlog, self.keys.stats]
         reply = await self._ingest(keys=keys, args=args)

@@ -1,7 +1,9 @@
 -- Accept a batch of events into the events stream, atomically and idempotently.
 -- KEYS[1] events stream, KEYS[2] backlog counter, KEYS[3] counters hash
 -- ARGV[1] backlog limit, ARGV[2] dedup TTL (s), ARGV[3] dedup key prefix,
--- ARGV[4] event ids joined by "\n", ARGV[5] payloads joined by "\n", ARGV[6] count
+-- ARGV[4] event ids joined by "\n", ARGV[5] payloads joined by "\n", ARGV[6] count,
+-- ARGV[7] the prefix of the dedup keys an earlier Baton named by the id itself
+-- (state/keys.py); a dedup key is named by the first 20 hex digits of the id's SHA-1
 -- (one argument each instead of two per event: encoding thousands of arguments costs
 -- the client more than the whole script costs Redis; ids are printable and payloads
 -- are JSON, so neither holds a raw newline)
@@ -28,7 +30,9 @@ local ids, payloads = split(ARGV[4]), split(ARGV[5])
 local out = {0, backlog}
 local accepted = 0
 for i = 1, n do
-  if redis.call('SET', ARGV[3] .. ids[i], '1', 'NX', 'EX', ARGV[2]) then
+  local id = ids[i]
+  if redis.call('SET', ARGV[3] .. string.sub(redis.sha1hex(id), 1, 20), '1', 'NX', 'EX', ARGV[2])
+      and (ARGV[7] == nil or redis.call('EXISTS', ARGV[7] .. id) == 0) then
     out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'e', payloads[i])
     accepted = accepted + 1
   else
