@@ -64,6 +64,11 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+# At start, the snapshot of a set parsed anew is written this long after (100,000
+# contracts: ~1.5 s of the GIL, which would otherwise land on the way to ready).
+SNAPSHOT_AFTER_S = 10.0
+
+
 def _load(settings: Settings) -> tuple[Contracts, Snapshots]:
     """The contract set, and its snapshot: what the last run loaded, of the files that
     have not changed since, is not parsed or checked again."""
@@ -119,8 +124,8 @@ async def serve(
         holder.after_swap(lambda fresh: apply_changes(applier, fresh))
         await apply_changes(applier, contracts)
         parts.append(the_worker.run(stop, match, dispatch))
-    # Saved once the set is applied, not while (the same CPU); later at each swap.
-    snapshots.saving(contracts.cache, contracts.version)
+    # Saved once the process is ready, not while (the same CPU); later at each swap.
+    snapshots.saving(contracts.cache, contracts.version, after=SNAPSHOT_AFTER_S)
     siblings: list[subprocess.Popen[bytes]] = []
     if api:
         sock = _listening_socket(settings, shared=sibling or settings.api.workers > 1)

@@ -149,7 +149,9 @@ class Snapshots:
     def __init__(self, data_dir: Path, folder: Path, key: object) -> None:
         self.path, self.key = snapshot_path(data_dir, folder), key
         self.saved: str | None = None
-        self.thread: threading.Thread | None = None
+        self.thread: threading.Timer | None = None
+        self._pending: tuple[FileCache, str] | None = None
+        self._claim = threading.Lock()
 
     def restore(self) -> FileCache | None:
         restored = restore(self.path, self.key)
@@ -158,19 +160,33 @@ class Snapshots:
         cache, self.saved = restored
         return cache
 
-    def saving(self, cache: FileCache, version: str) -> None:
-        """Save set `version` unless it is the one saved (`thread` does it)."""
+    def saving(self, cache: FileCache, version: str, after: float = 0.0) -> None:
+        """Save set `version` unless it is the one saved, `after` seconds from now (at
+        start: not while the process gets ready, on the same CPU)."""
         if version == self.saved:
             return
         self.saved = version
-        self.thread = threading.Thread(target=self._save, args=(cache, version), daemon=True,
-                                       name="contracts-snapshot")  # fmt: skip
+        if self.thread is not None:  # a save still waiting: this newer set replaces it
+            self.thread.cancel()
+        with self._claim:
+            self._pending = (cache, version)
+        self.thread = threading.Timer(after, self._save_pending)
+        self.thread.daemon = True
         self.thread.start()
 
     def finish(self, timeout: float = 60.0) -> None:
-        """Wait for a save under way (at shutdown: a start after it uses the snapshot)."""
+        """Write a save still waiting, or wait for the one under way (at shutdown: a
+        start after it uses the snapshot)."""
         if self.thread is not None:
+            self.thread.cancel()
             self.thread.join(timeout)
+        self._save_pending()
+
+    def _save_pending(self) -> None:
+        with self._claim:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self._save(*pending)
 
     def _save(self, cache: FileCache, version: str) -> None:
         try:
