@@ -197,3 +197,21 @@ async def test_a_restart_with_the_same_files_compares_no_definition_with_the_liv
     assert [(c.name, c.change) for c in done.changes] == [("c1", "changed")]
     assert digested == ["c1"]
     await client.aclose()
+
+
+def test_a_save_that_waits_is_replaced_by_a_newer_set_and_written_at_shutdown(
+    tmp: Path,
+) -> None:
+    config = settings(tmp)
+    snapshots = Snapshots(config.data_dir, config.contracts, check_key(config, os.environ))
+    first = load_checked(config)
+    snapshots.saving(first.cache, first.version, after=600)
+    write(tmp, "c1", 'description: "newer"\n')
+    newer = load_checked(config, first.cache, first.matcher)
+    snapshots.saving(newer.cache, newer.version, after=600)
+    assert not snapshots.path.exists()  # both wait
+    snapshots.finish()  # shutdown
+    restored = snapshot.restore(snapshots.path, check_key(config, os.environ))
+    assert restored is not None and restored[1] == newer.version
+    kept = {c.contract.name: c.contract for k in restored[0].files.values() for c in k.contracts}
+    assert kept["c1"].description == "newer"
