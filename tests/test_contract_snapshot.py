@@ -215,3 +215,14 @@ def test_a_save_that_waits_is_replaced_by_a_newer_set_and_written_at_shutdown(
     assert restored is not None and restored[1] == newer.version
     kept = {c.contract.name: c.contract for k in restored[0].files.values() for c in k.contracts}
     assert kept["c1"].description == "newer"
+
+
+def test_a_data_dir_that_cannot_be_written_costs_the_next_start_its_head_start_only(
+    tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp / "data").write_text("a file where the folder would go")
+    caplog.set_level(logging.WARNING, "baton.contracts")
+    first, _ = start(settings(tmp))
+    assert "not written" in caplog.text and "Traceback" not in caplog.text
+    again, _ = start(settings(tmp))
+    assert again.by_name() == first.by_name()

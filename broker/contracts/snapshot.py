@@ -191,5 +191,8 @@ class Snapshots:
     def _save(self, cache: FileCache, version: str) -> None:
         try:
             save(self.path, cache, version)
-        except Exception:  # a full disk costs the next start its head start, nothing else
+        except OSError as exc:  # a full disk or a read-only data_dir: the next start parses
+            log.warning("contracts snapshot %s not written (%s): the next start loads the "
+                        "folder afresh", self.path, exc)  # fmt: skip
+        except Exception:  # a bug: said in full, and the process goes on as it is
             log.exception("contracts snapshot %s not written", self.path)
