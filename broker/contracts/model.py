@@ -193,7 +193,7 @@ class Contract(_Strict):
     on_deadline: Literal["alert", "trigger"] = "alert"
     on_restatement: Literal["retrigger", "ignore"] = "retrigger"
     trigger: Trigger
-    produces: list[str] = []
+    produces: tuple[str, ...] = ()  # immutable: one empty default for all, not a copy each
     retry: RetryOverride | None = None
 
     @field_validator("timezone")
@@ -216,8 +216,8 @@ class Contract(_Strict):
 
     @field_validator("produces")
     @classmethod
-    def _produces(cls, value: list[str]) -> list[str]:
-        return [_dataset(v) for v in value]
+    def _produces(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_dataset(v) for v in value)
 
     def inputs(self) -> list[Input]:
         return list(iter_inputs(self.when))
