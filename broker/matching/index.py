@@ -7,12 +7,11 @@ never a scan over all contracts.
 from __future__ import annotations
 
 from collections import defaultdict
-from functools import lru_cache
 from typing import NamedTuple
 
-from broker.contracts.model import Contract, Input, iter_inputs
+from broker.contracts.model import Contract, Input, contract_calendar, input_calendar, iter_inputs
 from broker.core.expressions import Expression, compile_expression
-from broker.core.partitions import Calendar, Granularity
+from broker.core.partitions import Calendar
 
 
 class Subscription(NamedTuple):
@@ -112,18 +111,11 @@ def _subscriptions(contract: Contract) -> list[Subscription]:
 
 
 def _subscription(contract: Contract, item: Input) -> Subscription:
-    own = _calendar(contract.partitioned, contract.timezone)
+    own = contract_calendar(contract)
     return Subscription(
         contract=contract,
         input=item,
         contract_calendar=own,
-        input_calendar=own if item.partitioned is None else _calendar(item.partitioned,
-                                                                      contract.timezone),
+        input_calendar=own if item.partitioned is None else input_calendar(contract, item),
         where=compile_expression(item.where) if item.where else None,
-    )  # fmt: skip
-
-
-@lru_cache(maxsize=4096)
-def _calendar(granularity: Granularity, timezone: str) -> Calendar:
-    """One calendar object per (granularity, timezone), shared by every subscription."""
-    return Calendar(Granularity(granularity), timezone)
+    )

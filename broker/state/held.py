@@ -32,10 +32,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from broker.core.events import DEFAULTS, Event
+from broker.core.events import DEFAULTS, SEP, Event
 from broker.matching.condition import split_slot
-
-SEP = "\x1e"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from broker.core.events import SEP
 from broker.matching.matcher import RecordOp
-from broker.state.held import SEP, ms_iso, trigger_inputs
+from broker.state.held import ms_iso, trigger_inputs
 
 StreamEntry = tuple[str, dict[str, str]]
 
