@@ -13,16 +13,17 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
+
+from broker.state.wire import Wire
 
 Call = tuple[Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 
 
 class ScriptBatch:
-    def __init__(self, redis: Redis, script: AsyncScript) -> None:
-        self.redis = redis
+    def __init__(self, wire: Wire, script: AsyncScript) -> None:
+        self.wire = wire
         self.script = script
         self._waiting: list[Call] = []
         self._sending: set[asyncio.Task[None]] = set()
@@ -63,15 +64,13 @@ class ScriptBatch:
         replies = await self._pipeline(calls)
         again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if again:  # Redis restarted or flushed its scripts: load it, send those again
-            await self.redis.script_load(self.script.script)
+            await self.wire.redis.script_load(self.script.script)
             for i, reply in zip(again, await self._pipeline([calls[i] for i in again]),
                                 strict=True):  # fmt: skip
                 replies[i] = reply
         return replies
 
     async def _pipeline(self, calls: list[Call]) -> list[Any]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for keys, args, _ in calls:
-                pipe.evalsha(self.script.sha, len(keys), *keys, *args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
+        sha = self.script.sha
+        return await self.wire.many([("EVALSHA", sha, len(keys), *keys, *args)
+                                     for keys, args, _ in calls])  # fmt: skip

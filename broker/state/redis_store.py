@@ -57,7 +57,7 @@ class RedisStore(RedisStreams):
         self._record = script(redis, "record", "kept", "claim")
         self._due = script(redis, "due")
         self._begin = script(redis, "begin")
-        self._finish_script = ScriptBatch(redis, script(redis, "finish", "kept", "settle"))
+        self._finish_script = ScriptBatch(self.wire, script(redis, "finish", "kept", "settle"))
         self._settled = script(redis, "settled", "kept", "settle")
         self._revive = script(redis, "revive")
         self._track = script(redis, "track")
@@ -83,29 +83,27 @@ class RedisStore(RedisStreams):
         now = _now()
         record_keys = [self.keys.triggers, self.keys.recent, self.keys.stats, self.keys.paused]
         ack_keys = [self.keys.events, self.keys.backlog]
-        for attempt in (1, 2):
-            # EVALSHA by hand: a pipeline given Script objects asks SCRIPT EXISTS first,
-            # a second round trip on every call.
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for op in ops:
-                    keys = [self.keys.partition(op.contract, op.partition), *record_keys,
-                            self.keys.fired(op.contract)]  # fmt: skip
-                    args = [*_record_args(op, version, now, self.keys), deliver_to,
-                            op.landed_ms, op.within_ms, "1" if record_only else "",
-                            "1" if reevaluate else "", "1" if skip else "",
-                            self.history_ms or ""]  # fmt: skip
-                    pipe.evalsha(self._record.sha, len(keys), *keys, *args)
-                if ack:
-                    pipe.evalsha(self._ack.sha, 2, *ack_keys, self.keys.matchers_group, *ack)
-                try:
-                    replies = await pipe.execute()
-                    break
-                except NoScriptError:  # Redis restarted or flushed its script cache
-                    if attempt == 2:
-                        raise
-            # Recording again is safe: the script ignores an event id it already holds.
+        commands: list[list[Any]] = []
+        for op in ops:
+            keys = [self.keys.partition(op.contract, op.partition), *record_keys,
+                    self.keys.fired(op.contract)]  # fmt: skip
+            commands.append(["EVALSHA", self._record.sha, len(keys), *keys,
+                             *_record_args(op, version, now, self.keys), deliver_to,
+                             op.landed_ms, op.within_ms, "1" if record_only else "",
+                             "1" if reevaluate else "", "1" if skip else "",
+                             self.history_ms or ""])  # fmt: skip
+        if ack:
+            commands.append(["EVALSHA", self._ack.sha, 2, *ack_keys, self.keys.matchers_group,
+                             *ack])  # fmt: skip
+        replies = await self.wire.many(commands)
+        if any(isinstance(r, NoScriptError) for r in replies):
+            # Redis restarted or flushed its script cache. Recording again is safe: the
+            # script ignores an event id it already holds.
             for lua in (self._record, self._ack):
                 await self.redis.script_load(lua.script)
+            replies = await self.wire.many(commands)
+        if failed := next((r for r in replies if isinstance(r, Exception)), None):
+            raise failed
         return [_outcome(r, now.isoformat()) for r in replies[: len(ops)]]
 
     async def read_partition(self, contract: str, partition: str) -> PartitionState:

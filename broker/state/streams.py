@@ -18,6 +18,7 @@ from broker.state.batch import ScriptBatch
 from broker.state.keys import Keys
 from broker.state.ports import StreamEntry
 from broker.state.util import script, text, text_fields
+from broker.state.wire import Wire
 
 
 class RedisStreams:
@@ -28,8 +29,10 @@ class RedisStreams:
         self.keys = keys
         self.max_backlog = max_backlog
         self.dedup_ttl_s = dedup_ttl_s
+        # The hot paths' commands go on a connection of their own (wire.py).
+        self.wire = Wire(redis)
         # Requests that land in the same loop turn share one pipeline (batch.py)
-        self._ingest = ScriptBatch(redis, script(redis, "ingest"))
+        self._ingest = ScriptBatch(self.wire, script(redis, "ingest"))
         self._ack = script(redis, "ack")
 
     async def ensure_groups(self) -> None:
