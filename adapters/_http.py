@@ -4,8 +4,9 @@
     408, 425, 429, 5xx                 -> TargetUnavailable (transient)
     any other 4xx                      -> TargetRejected (permanent)
 
-httpx serves the orchestrator adapters; aiohttp serves webhooks, the hot path, where
-it costs a tenth of httpx's CPU per request (measured: ~50 us against ~900 us).
+httpx serves the orchestrator adapters, aiohttp the alert sinks, and `adapters.http1`
+the webhooks, the hot path (its errors are OSErrors and TimeoutError): per request
+~900 us of CPU for httpx, ~220 us for aiohttp, ~125 us for http1, measured here.
 """
 
 from __future__ import annotations

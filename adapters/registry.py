@@ -7,6 +7,7 @@ from typing import Any
 import aiohttp
 
 from adapters.alerts import AlertSender
+from adapters.http1 import Http1
 from adapters.webhook import WebhookTarget
 from broker.core.errors import TargetRejected
 from broker.core.settings import AirflowTarget as AirflowConfig
@@ -54,13 +55,11 @@ def build_owner_alerts(settings: Settings) -> dict[str, AlertSender]:
 
 def build_targets(settings: Settings) -> dict[str, Target]:
     """One Target per configured target; call inside the running event loop."""
-    webhooks = any(isinstance(c, WebhookConfig) for c in settings.targets.values())
-    session = aiohttp.ClientSession() if webhooks else None
+    http = Http1()  # the webhooks' connections, shared (opened only when used)
     targets: dict[str, Target] = {}
     for name, config in settings.targets.items():
         if isinstance(config, WebhookConfig):
-            assert session is not None
-            targets[name] = WebhookTarget(name, config, session)
+            targets[name] = WebhookTarget(name, config, http)
         else:
             targets[name] = _orchestrator(name, config)
     return targets

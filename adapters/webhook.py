@@ -11,9 +11,8 @@ import json
 import time
 from typing import Any
 
-import aiohttp
-
 from adapters._http import classify, translate_errors
+from adapters.http1 import Http1
 from broker.core.settings import WebhookTarget as WebhookConfig
 from broker.dispatch.target import Receipt, RunStatus, TriggerRequest
 from broker.ingest.auth import signature
@@ -45,10 +44,10 @@ def answered(status: int, text: str, limit: int = 200) -> str:
 
 
 class WebhookTarget:
-    def __init__(self, name: str, config: WebhookConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, name: str, config: WebhookConfig, http: Http1) -> None:
         self.name = name
         self.config = config
-        self.session = session
+        self.http = http
 
     def _headers(self, request: TriggerRequest, content: bytes) -> dict[str, str]:
         headers = {
@@ -72,17 +71,13 @@ class WebhookTarget:
         url = request.spec.get("url") or self.config.url
         label = f"webhook {self.name}"
         with translate_errors(label):
-            async with self.session.request(
-                request.spec.get("method", "POST"),
-                url,
-                data=content,
-                headers=self._headers(request, content),
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-                allow_redirects=False,
-            ) as response:
-                text = await response.text(errors="replace")
-                ref = response.headers.get("X-Request-Id") or answered(response.status, text)
-        classify(label, response.status, text)
+            answer = await self.http.request(
+                request.spec.get("method", "POST"), url, content,
+                self._headers(request, content), self.config.timeout,
+            )  # fmt: skip
+        text = answer.body.decode(errors="replace")
+        ref = answer.headers.get("x-request-id") or answered(answer.status, text)
+        classify(label, answer.status, text)
         return Receipt(ref=ref, url=url, finished=DELIVERED)
 
     async def status(self, ref: str) -> RunStatus:
@@ -93,5 +88,4 @@ class WebhookTarget:
         return []
 
     async def aclose(self) -> None:
-        if not self.session.closed:
-            await self.session.close()
+        await self.http.aclose()

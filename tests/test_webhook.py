@@ -9,10 +9,10 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-import aiohttp
 import pytest
 from aiohttp import web
 
+from adapters.http1 import Http1
 from adapters.webhook import WebhookTarget
 from broker.core.errors import TargetRejected, TargetUnavailable
 from broker.core.settings import WebhookTarget as WebhookConfig
@@ -59,8 +59,11 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 async def fire(url: str, secret: str | None = "k", timeout: float = 5.0) -> str:
     config = WebhookConfig(kind="webhook", url=url, secret=secret, timeout=timeout)
-    async with aiohttp.ClientSession() as session:
-        receipt = await WebhookTarget("hook", config, session).trigger(REQUEST)
+    target = WebhookTarget("hook", config, Http1())
+    try:
+        receipt = await target.trigger(REQUEST)
+    finally:
+        await target.aclose()
     return receipt.ref
 
 
