@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from broker.cli import logs
 from broker.cli.common import api_url, run_async, settings_of
 from broker.cli.control import COMMANDS as CONTROL_COMMANDS
 from broker.cli.errors import BatonGroup
@@ -25,12 +26,7 @@ log = logging.getLogger("baton")
 @click.pass_context
 def main(ctx: click.Context, config: str | None, verbose: bool) -> None:
     """Baton: event-driven cross-DAG trigger broker."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # One line per HTTP request to a target is noise; Baton logs each dispatch itself.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.configure(verbose)
     ctx.obj = config
     ctx.meta["config_path"] = config
 
