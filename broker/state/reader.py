@@ -32,6 +32,7 @@ from redis.exceptions import ResponseError
 
 from broker.state.health import RedisHealth, is_down
 from broker.state.ports import StreamEntry
+from broker.state.util import flat_fields
 from broker.state.wire import Wire
 
 log = logging.getLogger("baton.worker")
@@ -128,9 +129,4 @@ def _entries(reply: Any) -> list[StreamEntry]:
     """XREADGROUP's raw reply: {stream: [[id, [field, value, ...]], ...]} in RESP3,
     [[stream, [...]]] in RESP2, nil when nothing came in time."""
     streams = reply.values() if isinstance(reply, dict) else (batch for _, batch in reply or ())
-    return [(i.decode(), _fields(f)) for batch in streams for i, f in batch if f]
-
-
-def _fields(flat: list[bytes]) -> dict[str, str]:
-    pairs = iter(flat)
-    return {k.decode(): v.decode() for k, v in zip(pairs, pairs, strict=True)}
+    return [(i.decode(), flat_fields(f)) for batch in streams for i, f in batch if f]

@@ -25,7 +25,7 @@ from broker.state.ports import DeadLetter, PartitionState, RecordOutcome, Trigge
 from broker.state.refusal_store import RefusalStore
 from broker.state.retention import Sweeper
 from broker.state.streams import RedisStreams
-from broker.state.util import script, text, text_fields
+from broker.state.util import flat_fields, script, text, text_fields
 
 
 def _now() -> datetime:
@@ -162,8 +162,7 @@ class RedisStore(RedisStreams):
         flat = await self._begin(keys=[self.keys.trigger(trigger_id)], args=[_now_ms()])
         if not flat:
             return None
-        pairs = iter(text(v) for v in flat)
-        return TriggerRecord.from_hash(dict(zip(pairs, pairs, strict=True)), trigger_id)
+        return TriggerRecord.from_hash(flat_fields(flat), trigger_id)
 
     async def dispatched(
         self, trigger_id: str, entry_id: str, ref: str, url: str, warning: str = "",

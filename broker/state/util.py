@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -24,3 +25,10 @@ def text(value: bytes | str) -> str:
 def text_fields(raw: dict[bytes, bytes]) -> dict[str, str]:
     """A stream entry's fields (or any hash reply) as text."""
     return {text(k): text(v) for k, v in raw.items()}
+
+
+def flat_fields(flat: list[Any]) -> dict[str, str]:
+    """Fields given flat, [field, value, ...] (a raw reply: HGETALL's from a script,
+    a stream entry's), as text."""
+    pairs = iter(flat)
+    return {text(k): text(v) for k, v in zip(pairs, pairs, strict=True)}
