@@ -84,6 +84,17 @@ def _closing(serve: Serve) -> Serve:
     return guarded
 
 
+def answering(raw: bytes) -> Serve:
+    """Reads one request, answers it with the bytes `raw`, and hangs up."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(raw)
+        await writer.drain()
+
+    return serve
+
+
 async def read_request(reader: asyncio.StreamReader) -> bytes:
     head = await reader.readuntil(b"\r\n\r\n")
     length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
@@ -121,13 +132,8 @@ async def test_chunked_answers_and_answers_read_to_the_end_of_the_connection(
     chunked = await http.request("GET", f"{echo.url}/chunked", b"", {"Idempotency-Key": "c"}, 5)
     assert chunked.body == b"one two three" and chunked.headers["x-request-id"] == "c"
 
-    async def unframed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.0 202 Accepted\r\nContent-Type: text/plain\r\n\r\nuntil the end")
-        await writer.drain()
-        writer.close()
-
-    server, url = await raw_server(unframed)
+    unframed = b"HTTP/1.0 202 Accepted\r\nContent-Type: text/plain\r\n\r\nuntil the end"
+    server, url = await raw_server(answering(unframed))
     answer = await http.request("POST", url, b"{}", JSON, 5)
     assert (answer.status, answer.body) == (202, b"until the end")
     server.close()
@@ -164,13 +170,8 @@ async def test_a_stale_connection_is_replaced_and_the_request_sent_once_more() -
 
 
 async def test_a_receiver_hanging_up_mid_answer_is_transient() -> None:
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
-        await writer.drain()
-        writer.close()
-
-    server, url = await raw_server(serve)
+    cut_short = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this"
+    server, url = await raw_server(answering(cut_short))
     config = WebhookConfig(kind="webhook", url=url, timeout=5)
     request = TriggerRequest(trigger_id="t", contract="c", partition="", generation=0, spec={})
     with pytest.raises(TargetUnavailable, match="hung up mid-answer"):
@@ -253,14 +254,9 @@ async def test_https_is_verified_against_the_trusted_certificates(
     served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     served.load_cert_chain(cert, key)
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure")
-        await writer.drain()
-        writer.close()
-
+    secure = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure")
     port = free_port()
-    server = await asyncio.start_server(_closing(serve), "127.0.0.1", port, ssl=served)
+    server = await asyncio.start_server(_closing(secure), "127.0.0.1", port, ssl=served)
     url = f"https://localhost:{port}/in"
     with pytest.raises(ssl.SSLCertVerificationError):  # self-signed: not trusted by default
         await Http1().request("POST", url, b"", {}, 5)
