@@ -18,7 +18,7 @@ def _contracts(n: int) -> list[Contract]:
         {"name": f"c{i}", "partitioned": "daily", "when": f"ds.{i}", "trigger": {"target": "hook"}}
         for i in range(n - 1)
     ]
-    return [Contract.model_validate(c) for c in [hot, *others]]
+    return [Contract.parse(c) for c in [hot, *others]]
 
 
 def _plan_time(matcher: Matcher, events: int) -> float:

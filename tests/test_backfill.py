@@ -25,7 +25,7 @@ trigger:
 
 
 def contract(text: str = REPORT) -> Contract:
-    return Contract.model_validate(yaml.safe_load(text))
+    return Contract.parse(yaml.safe_load(text))
 
 
 def test_a_plan_runs_newest_first_unless_asked_otherwise() -> None:

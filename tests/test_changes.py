@@ -250,7 +250,7 @@ SEEDED = [("a", "2026-10-01", 0), ("b", "2026-10-02", 0), ("a", "2026-10-03", 0)
 
 
 def _contract(when: Any, partitioned: str, within: str | None) -> Contract:
-    return Contract.model_validate({"name": "r", "partitioned": partitioned, "when": when,
+    return Contract.parse({"name": "r", "partitioned": partitioned, "when": when,
                                     "within": within, "trigger": {"target": "hook"}})  # fmt: skip
 
 
@@ -302,7 +302,7 @@ async def test_applying_a_change_fires_what_the_preview_said(scenario: str, redi
 
 # -- an applier compares what its next set changed, and everything after another applied --
 def _named(name: str, when: Any) -> Contract:
-    return Contract.model_validate({"name": name, "partitioned": "daily", "when": when,
+    return Contract.parse({"name": name, "partitioned": "daily", "when": when,
                                     "trigger": {"target": "hook"}})  # fmt: skip
 
 

@@ -41,7 +41,7 @@ SEP = "\x1f"
 
 
 def contract(when: Any, partitioned: str = "daily", **extra: Any) -> Contract:
-    return Contract.model_validate(
+    return Contract.parse(
         {"name": "cond", "partitioned": partitioned, "when": when,
          "trigger": {"target": "hook"}, **extra}
     )  # fmt: skip

@@ -355,19 +355,3 @@ def test_a_named_file_loads_as_a_load_afresh_loads_it(folder: Path, edit: str) -
     afresh = load_checked(settings(folder, **limits))
     assert (second.version, _as_loaded(second)) == (afresh.version, _as_loaded(afresh))
     assert sorted(second.by_name()) == ["c0", "c1", "c2", "c3", "c4", "c9", "f0"]
-
-
-def test_contracts_alike_share_their_field_sets_and_a_copy_owns_its_own(folder: Path) -> None:
-    """Each model's `model_fields_set` is one set shared by the models alike (memory),
-    which nothing changes: an update of a copy goes to a set of the copy's own."""
-    write(folder, "c5", description="'described'")
-    loaded = load_checked(settings(folder)).by_name()
-    c0, c1, c5 = loaded["c0"], loaded["c1"], loaded["c5"]
-    assert c0.model_fields_set is c1.model_fields_set
-    assert c5.model_fields_set == c0.model_fields_set | {"description"}
-    first, second = list(iter_inputs(c0.when)), list(iter_inputs(c1.when))
-    assert first[0].model_fields_set is second[0].model_fields_set
-    assert c0.trigger.model_fields_set is c1.trigger.model_fields_set
-    copied = c0.model_copy(update={"owner": "team-a"})
-    assert "owner" in copied.model_fields_set and "owner" not in c1.model_fields_set
-    assert set(c5.model_dump(exclude_unset=True)) == c5.model_fields_set

@@ -50,8 +50,16 @@ def write(tmp: Path, name: str, extra: str = "") -> None:
 @pytest.fixture
 def tmp(tmp_path: Path) -> Path:
     (tmp_path / "contracts").mkdir()
-    for i in range(4):
+    for i in range(3):
         write(tmp_path, f"c{i}")
+    # Every kind of field a contract keeps, durations among them (written back as ISO
+    # 8601, which a contract file does not take: a snapshot once never read back).
+    write(
+        tmp_path,
+        "c3",
+        "within: 2h\nretry: {initial: 30s, max_age: 1d, factor: 3}\n"
+        "owner: team-a\ndescription: all\nproduces: [x.c3]\n",
+    )
     # Two documents in one file, the second a few lines down.
     (tmp_path / "contracts" / "pair.yaml").write_text(
         CONTRACT.format(name="p0") + "---\n" + CONTRACT.format(name="p1"))  # fmt: skip
@@ -133,8 +141,11 @@ def test_a_snapshot_for_other_settings_or_torn_or_changed_is_left_alone(
     head = len(snapshot.LAYOUT) + 16
     stream = io.BytesIO(blob[head:])
     header, entries = marshal.load(stream), marshal.load(stream)
-    entries[0][5][0][0]["name"] = "Not A Name!"  # valid as data, not as a contract
+    # Built back without validating again (the format is the one it was saved under),
+    # a contract whose data is not of a contract's shape still refuses the snapshot.
+    del entries[0][5][0][0]["when"]
     forged = marshal.dumps(header, 4) + marshal.dumps(entries, 4)
+    rest = blob[head + len(marshal.dumps(header, 4)) :]
 
     def seal(body: bytes) -> bytes:
         return snapshot.LAYOUT + hashlib.blake2b(body, digest_size=16).digest() + body
@@ -148,8 +159,10 @@ def test_a_snapshot_for_other_settings_or_torn_or_changed_is_left_alone(
         "changed": blob[:head] + bytes([blob[head] ^ 1]) + blob[head + 1 :],
         "not what a clean load kept": sealed,
         "not what a clean load kept (a file short)": seal(
-            marshal.dumps((*header[:2], [*header[2], 9]), 4)
-            + blob[head + len(marshal.dumps(header, 4)) :]
+            marshal.dumps((*header[:3], [*header[3], 9]), 4) + rest
+        ),
+        "saved by a Baton with another contract format": seal(
+            marshal.dumps((*header[:2], bytes(16), header[3]), 4) + rest
         ),
     }
     for i in range(30):  # any damage: never an error, never another set

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ from tests.conftest import Cluster, wait_until
 
 
 def contract(deadline: str, partitioned: str = "daily", tz: str = "UTC") -> Contract:
-    return Contract.model_validate(yaml.safe_load(f"""
+    return Contract.parse(yaml.safe_load(f"""
         name: report
         partitioned: {partitioned}
         timezone: {tz}
@@ -63,7 +64,7 @@ def test_a_deadline_counts_from_the_partition_end_in_local_time(
 
 
 def test_no_deadline_and_no_time_partitions_mean_no_deadline() -> None:
-    plain = Contract.model_validate(
+    plain = Contract.parse(
         {"name": "x", "partitioned": "daily", "when": "a", "trigger": {"target": "hook"}}
     )
     assert deadline_at(plain, "2026-11-23") is None
@@ -176,7 +177,7 @@ async def test_a_swapped_set_puts_its_new_contracts_on_the_clock_and_drops_the_r
     """A swap looks at the contracts new to the set (an unchanged file loads to the same
     object, whose cursor stands), and the day after, every contract moves on."""
     report, keys = world.contracts["report"], world.store.keys
-    added = contract("+1h").model_copy(update={"name": "added"})
+    added = replace(contract("+1h"), name="added")
     clock = world.clock()
     await clock.round(utc("2026-11-23T10:00:00Z"))
     world.contracts = {"report": report, "added": added}
@@ -312,7 +313,7 @@ async def test_more_contracts_than_a_chunk_all_go_on_the_clock_and_catch_up(
     world: World,
 ) -> None:
     n = deadlines.SCHEDULE_CHUNK * 2 + 7  # three chunks, the last a short one
-    many = {f"r{i}": contract("+1h").model_copy(update={"name": f"r{i}"}) for i in range(n)}
+    many = {f"r{i}": replace(contract("+1h"), name=f"r{i}") for i in range(n)}
     world.contracts = many
     clock = world.clock()
     await clock.round(utc("2026-11-23T10:00:00Z"))
@@ -327,7 +328,7 @@ async def test_more_contracts_than_a_chunk_all_go_on_the_clock_and_catch_up(
     assert alerted == 2 * n
     assert await world.redis.zcard(keys.deadlines) == n
     # one contract goes hourly: its daily cursor no longer parses, it starts afresh
-    hourly = contract("+1h", partitioned="hourly").model_copy(update={"name": "r0"})
+    hourly = replace(contract("+1h", partitioned="hourly"), name="r0")
     world.contracts = {**many, "r0": hourly}
     await world.clock().round(utc("2026-11-25T12:30:00Z"))
     assert await world.redis.hget(keys.deadline_cursor, "r0") == b"2026-11-25T12"

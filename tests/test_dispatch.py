@@ -18,7 +18,7 @@ from broker.dispatch.target import Receipt, TriggerRequest
 from broker.matching.matcher import Matcher
 from broker.state.redis_store import RedisStore
 
-CONTRACT = Contract.model_validate(
+CONTRACT = Contract.parse(
     yaml.safe_load(
         """
         name: report

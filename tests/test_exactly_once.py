@@ -24,7 +24,7 @@ DATASETS = ["a", "b", "c"]
 
 
 def contract(policy: str) -> Contract:
-    return Contract.model_validate(
+    return Contract.parse(
         yaml.safe_load(
             f"""
             name: report
@@ -197,7 +197,7 @@ def test_a_failed_event_never_satisfies(redis_url: str) -> None:
 def test_unpartitioned_fires_when_every_input_has_a_new_event_since_the_last_trigger(
     redis_url: str,
 ) -> None:
-    unpartitioned = Contract.model_validate(
+    unpartitioned = Contract.parse(
         {"name": "refresh", "when": {"all_of": ["a", "b"]}, "trigger": {"target": "hook"}}
     )
     t0 = datetime(2026, 11, 24, tzinfo=UTC)

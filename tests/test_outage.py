@@ -170,7 +170,7 @@ async def test_the_default_retry_policy_outlasts_an_hour_and_gives_up_after_a_da
 ) -> None:
     """The default `retry:` (1 s doubling to 5 min, jitter 20 %, max_age 24 h) with no
     breaker: the trigger is still retrying after an hour and dead-letters at one day."""
-    contract = Contract.model_validate(
+    contract = Contract.parse(
         {"name": "report", "partitioned": "daily", "when": "orders", "trigger": {"target": "t"}}
     )
     client = aioredis.Redis.from_url(redis_url)

@@ -36,7 +36,7 @@ T0 = datetime(2026, 11, 24, tzinfo=UTC)
 
 
 def contract(policy: str = "retrigger", partitioned: str = "daily") -> Contract:
-    return Contract.model_validate(yaml.safe_load(f"""
+    return Contract.parse(yaml.safe_load(f"""
         name: report
         partitioned: {partitioned}
         on_restatement: {policy}

@@ -36,7 +36,7 @@ trigger: {target: hook}
 class Recorder:
     def __init__(self, store: RedisStore, text: str) -> None:
         self.store = store
-        self.matcher = Matcher([Contract.model_validate(yaml.safe_load(text))])
+        self.matcher = Matcher([Contract.parse(yaml.safe_load(text))])
         self.n = 0
 
     async def send(self, dataset: str, partition: str) -> list[str]:

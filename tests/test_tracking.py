@@ -37,7 +37,7 @@ from broker.worker import Worker
 
 def contract(name: str, target: str) -> Contract:
     spec = f"{{name: {name}, partitioned: daily, when: orders, trigger: {{target: {target}}}}}"
-    return Contract.model_validate(yaml.safe_load(spec))
+    return Contract.parse(yaml.safe_load(spec))
 
 
 CONTRACTS = {"fast_report": contract("fast_report", "fast"),
@@ -240,7 +240,7 @@ async def test_a_run_over_when_answered_is_still_followed_when_it_produces(
     hook = Answered()
     spec = ("{name: fast_report, partitioned: daily, when: orders, trigger: {target: fast},"
             " produces: [report]}")  # fmt: skip
-    contracts = {"fast_report": Contract.model_validate(yaml.safe_load(spec))}
+    contracts = {"fast_report": Contract.parse(yaml.safe_load(spec))}
     dispatcher = Dispatcher(store, lambda: contracts, {"fast": hook}, RetrySettings(),
                             rng=random.Random(1), gates=Gates(store.gates, {}))  # fmt: skip
     woken: list[str] = []

@@ -17,7 +17,7 @@ from broker.matching.matcher import Matcher
 from broker.state.keys import Keys
 from broker.state.redis_store import RedisStore
 
-CONTRACT = Contract.model_validate(yaml.safe_load("""
+CONTRACT = Contract.parse(yaml.safe_load("""
     name: report
     partitioned: daily
     within: 6h

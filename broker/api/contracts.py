@@ -91,7 +91,7 @@ async def get_contract(name: str, request: Request) -> Response:
     body = {
         **summary(contract),
         # As written: `${VAR}` shown as such, a credential written out masked.
-        "definition": redact(contract.model_dump(mode="json", exclude_none=True)),
+        "definition": redact(contract.as_data(exclude_none=True)),
         "partitions": partitions,
         "paused": (await pause.paused(store)).get(name),
     }

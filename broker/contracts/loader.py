@@ -24,7 +24,7 @@ from broker.contracts.files import (
     LoadLimits,
     Spent,
 )
-from broker.contracts.model import Contract, share_field_sets
+from broker.contracts.model import Contract
 from broker.core.errors import ContractError, Location
 
 Path_ = tuple[str | int, ...]
@@ -147,10 +147,9 @@ def _load_document(
     if not isinstance(data, dict):
         return [ContractError(start, "a contract must be a mapping with name, when and trigger")]
     try:
-        contract = Contract.model_validate(data)
+        contract = Contract.parse(data)
     except ValidationError as exc:
         return [_error(err, data, lines, start) for err in exc.errors()]
-    share_field_sets(contract)
     name_line = lines.get(("name",), start.line)
     return LoadedContract(contract, Location(file, name_line), lines)
 

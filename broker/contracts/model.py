@@ -1,90 +1,245 @@
-"""The contract format (SPEC 'Contracts') as pydantic models, strict and frozen.
+"""Contracts as a running set keeps them: compact, frozen, built once validated.
 
-A condition is a dataset name, an `Input`, or `all_of`/`any_of` lists nested freely.
-The trigger keeps its target-specific fields; `trigger_spec` validates them against the
-target's kind, which only the configuration knows.
+`spec.py` validates a contract file's data (pydantic, strict, with the field and line
+of each error) and publishes its schema; a validated contract is then kept in this
+form, plain slotted dataclasses with the same fields: a pydantic model holds its fields
+in a dict of its own, beside the set of fields given, ~2.1 of the ~3.5 KB a contract
+took at 100,000 contracts, against ~0.6 KB here. `Contract.parse` does both steps.
+
+`as_data` gives what pydantic's `model_dump(mode="json")` of the spec gives (tests
+hold them equal), and `from_data` builds a contract back from it without validating
+again: for data Baton wrote itself from a validated contract (snapshot.py), under the
+same spec (`spec_digest`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from functools import lru_cache
-from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+import hashlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, dataclass, fields
+from datetime import timedelta
+from functools import cache, lru_cache
+from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, TypeAdapter
+from pydantic_core import to_jsonable_python
 
-from broker.core.durations import Duration
+from broker.contracts import spec
+from broker.contracts.spec import DEADLINE, TRIGGER_KINDS, RetryOverride, contract_json_schema
 from broker.core.partitions import Calendar, Granularity
 
-_DATASET = re.compile(r"^[\x20-\x7e\u00a0-\U0010ffff]{1,256}$")
-DEADLINE = re.compile(r"^(?:\+(?P<rel>(?:\d+[dhms])+))?(?P<at>(?:[01]\d|2[0-3]):[0-5]\d)?$")
+__all__ = [
+    "DEADLINE",
+    "TRIGGER_KINDS",
+    "AllOf",
+    "AnyOf",
+    "Condition",
+    "Contract",
+    "Input",
+    "RetryOverride",
+    "Trigger",
+    "contract_calendar",
+    "contract_json_schema",
+    "input_calendar",
+    "iter_inputs",
+    "trigger_spec",
+]
+
+_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Data:
+    """`as_data` over a dataclass's fields, as pydantic dumps a model in JSON mode."""
+
+    __slots__ = ()
+    _defaults: ClassVar[tuple[tuple[str, Any], ...]] = ()
+
+    def as_data(
+        self, *, exclude_defaults: bool = False, exclude_none: bool = False
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, default in self._defaults:
+            value = getattr(self, name)
+            if (exclude_none and value is None) or (exclude_defaults and value == default):
+                continue
+            out[name] = _jsonable(value, exclude_defaults, exclude_none)
+        return out
 
 
-def _dataset(value: str) -> str:
-    if not _DATASET.match(value):
-        raise ValueError("a dataset name is 1 to 256 printable characters")
-    return value
+_NO_DEFAULT = object()
+_C = TypeVar("_C", bound=type[_Data])
 
 
-class Input(_Strict):
+def _dumped_as(model: type[BaseModel]) -> Callable[[_C], _C]:
+    """Each field with its default, in the order `model` (its spec) dumps them."""
+
+    def decorate(cls: _C) -> _C:
+        defaults = {f.name: _NO_DEFAULT if f.default is MISSING else f.default
+                    for f in fields(cls)}  # type: ignore[arg-type]  # fmt: skip
+        assert defaults.keys() == model.model_fields.keys(), cls
+        cls._defaults = tuple((name, defaults[name]) for name in model.model_fields)
+        return cls
+
+    return decorate
+
+
+def _jsonable(value: Any, exclude_defaults: bool, exclude_none: bool) -> Any:
+    if isinstance(value, _Data | Trigger):
+        return value.as_data(exclude_defaults=exclude_defaults, exclude_none=exclude_none)
+    if isinstance(value, tuple):
+        return [_jsonable(v, exclude_defaults, exclude_none) for v in value]
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_defaults=exclude_defaults,
+                                exclude_none=exclude_none)  # fmt: skip
+    return to_jsonable_python(value)
+
+
+@_dumped_as(spec.Input)
+@dataclass(frozen=True, slots=True)
+class Input(_Data):
     """One dataset the contract waits for, with its own granularity, offset and filter."""
 
     dataset: str
     partitioned: Granularity | None = None
-    offset: int = Field(0, ge=-1000, le=1000)
-    where: str | None = Field(None, max_length=1000)
-
-    @field_validator("dataset")
-    @classmethod
-    def _dataset_name(cls, value: str) -> str:
-        return _dataset(value)
+    offset: int = 0
+    where: str | None = None
 
     def granularity(self, contract: Contract) -> Granularity:
         return self.partitioned or contract.partitioned
 
 
-class AllOf(_Strict):
-    all_of: list[Condition] = Field(min_length=1)
+@_dumped_as(spec.AllOf)
+@dataclass(frozen=True, slots=True)
+class AllOf(_Data):
+    all_of: tuple[Condition, ...]
 
 
-class AnyOf(_Strict):
-    any_of: list[Condition] = Field(min_length=1)
+@_dumped_as(spec.AnyOf)
+@dataclass(frozen=True, slots=True)
+class AnyOf(_Data):
+    any_of: tuple[Condition, ...]
 
 
-def _as_input(value: Any) -> Any:
-    return {"dataset": value} if isinstance(value, str) else value
+Condition = Input | AllOf | AnyOf
 
 
-def _condition_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "all_of" if "all_of" in value else "any_of" if "any_of" in value else "input"
-    if isinstance(value, AllOf | AnyOf):
-        return "all_of" if isinstance(value, AllOf) else "any_of"
-    return "input"
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """`target` plus the fields of its kind, as written; see `trigger_spec`."""
+
+    target: str
+    extra: Mapping[str, Any]
+
+    def fields(self) -> dict[str, Any]:
+        return dict(self.extra)
+
+    def as_data(
+        self, *, exclude_defaults: bool = False, exclude_none: bool = False
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {"target": self.target}
+        for name, value in self.extra.items():
+            if not (exclude_none and value is None):
+                out[name] = to_jsonable_python(value)
+        return out
 
 
-Condition = Annotated[
-    Annotated[Input, Tag("input")]
-    | Annotated[AllOf, Tag("all_of")]
-    | Annotated[AnyOf, Tag("any_of")],
-    Discriminator(_condition_kind),
-    BeforeValidator(_as_input),
-]
+@_dumped_as(spec.Contract)
+@dataclass(frozen=True, slots=True)
+class Contract(_Data):
+    """When `when` holds for partition P, start `trigger`; alert if not by `deadline`."""
+
+    name: str
+    when: Condition
+    trigger: Trigger
+    description: str = ""
+    owner: str | None = None
+    partitioned: Granularity = Granularity.NONE
+    timezone: str = "UTC"
+    partitions: tuple[str, ...] | None = None
+    within: timedelta | None = None
+    deadline: str | None = None
+    on_deadline: Literal["alert", "trigger"] = "alert"
+    on_restatement: Literal["retrigger", "ignore"] = "retrigger"
+    produces: tuple[str, ...] = ()
+    retry: RetryOverride | None = None
+
+    @classmethod
+    def parse(cls, data: Any) -> Contract:
+        """`data` validated (raises pydantic's ValidationError) and kept in this form."""
+        return cls.of(spec.Contract.model_validate(data))
+
+    @classmethod
+    def of(cls, valid: spec.Contract) -> Contract:
+        """The validated contract `valid` in this form."""
+        trigger = Trigger(valid.trigger.target, valid.trigger.model_extra or {})
+        return cls(
+            valid.name, _condition(valid.when), trigger, valid.description, valid.owner,
+            valid.partitioned, valid.timezone,
+            None if valid.partitions is None else tuple(valid.partitions), valid.within,
+            valid.deadline, valid.on_deadline, valid.on_restatement, valid.produces, valid.retry,
+        )  # fmt: skip
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Contract:
+        """A contract back from what its `as_data` gave, not validated again (see the
+        module docstring); raises KeyError, TypeError or ValueError on data of another
+        shape."""
+        within, retry, partitions = data.get("within"), data.get("retry"), data.get("partitions")
+        trigger = dict(data["trigger"])
+        target = trigger.pop("target")
+        if not isinstance(target, str) or not isinstance(data["name"], str):
+            raise TypeError("a contract's name and target are text")
+        return cls(
+            data["name"], _condition_from(data["when"]), Trigger(target, trigger),
+            data.get("description", ""), data.get("owner"),
+            Granularity(data.get("partitioned", Granularity.NONE)), data.get("timezone", "UTC"),
+            None if partitions is None else tuple(partitions),
+            None if within is None else _DURATION.validate_python(within),
+            data.get("deadline"), data.get("on_deadline", "alert"),
+            data.get("on_restatement", "retrigger"), tuple(data.get("produces", ())),
+            None if retry is None else _retry_from(retry),
+        )  # fmt: skip
+
+    def inputs(self) -> list[Input]:
+        return list(iter_inputs(self.when))
+
+    def input_datasets(self) -> set[str]:
+        return {i.dataset for i in iter_inputs(self.when)}
+
+
+def _condition(node: spec.Condition) -> Condition:
+    kind = type(node)
+    if kind is spec.Input:
+        item: spec.Input = node  # type: ignore[assignment]
+        return Input(item.dataset, item.partitioned, item.offset, item.where)
+    if kind is spec.AllOf:
+        return AllOf(tuple(map(_condition, node.all_of)))  # type: ignore[union-attr]
+    return AnyOf(tuple(map(_condition, node.any_of)))  # type: ignore[union-attr]
+
+
+def _condition_from(data: Mapping[str, Any]) -> Condition:
+    if "all_of" in data:
+        return AllOf(tuple(map(_condition_from, data["all_of"])))
+    if "any_of" in data:
+        return AnyOf(tuple(map(_condition_from, data["any_of"])))
+    partitioned = data.get("partitioned")
+    return Input(data["dataset"], None if partitioned is None else Granularity(partitioned),
+                 int(data.get("offset", 0)), data.get("where"))  # fmt: skip
+
+
+def _retry_from(data: Mapping[str, Any]) -> RetryOverride:
+    """A retry override back from its JSON: its durations as pydantic wrote them (ISO
+    8601, which `Duration` as people write it does not take), its numbers as they are."""
+    return RetryOverride.model_validate(
+        {k: _DURATION.validate_python(v) if isinstance(v, str) else v for k, v in data.items()}
+    )
+
+
+@cache
+def spec_digest() -> bytes:
+    """A digest of the contract format: data `as_data` gave under another is not read
+    back by `from_data`."""
+    return hashlib.blake2b(repr(contract_json_schema()).encode(), digest_size=16).digest()
 
 
 def iter_inputs(condition: Condition) -> Iterator[Input]:
@@ -102,190 +257,10 @@ def iter_inputs(condition: Condition) -> Iterator[Input]:
     return iter(found)
 
 
-class Trigger(BaseModel):
-    """`target` plus the fields of its kind; see `trigger_spec`."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    target: str = Field(min_length=1)
-
-    def fields(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-class WebhookTrigger(_Strict):
-    target: str
-    url: str | None = None
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    headers: dict[str, str] = {}
-    body: Any = None
-
-
-class AirflowTrigger(_Strict):
-    target: str
-    dag_id: str | None = None
-    asset_event: str | None = None
-    conf: dict[str, Any] = {}
-    logical_date: str | None = None
-    partition_key: str | None = None
-    note: str | None = None
-
-    @model_validator(mode="after")
-    def _one_mode(self) -> AirflowTrigger:
-        if (self.dag_id is None) == (self.asset_event is None):
-            raise ValueError("give exactly one of dag_id or asset_event")
-        return self
-
-
-class DagsterTrigger(_Strict):
-    target: str
-    job: str | None = None
-    location: str | None = None
-    repository: str = "__repository__"
-    assets: list[str] | None = None
-    partition: str | None = None
-    run_config: dict[str, Any] = {}
-    tags: dict[str, str] = {}
-
-    @model_validator(mode="after")
-    def _one_mode(self) -> DagsterTrigger:
-        if (self.job is None) == (self.assets is None):
-            raise ValueError("give exactly one of job or assets")
-        if self.job is not None and self.location is None:
-            raise ValueError("a job needs its code location: location")
-        return self
-
-
-class PrefectTrigger(_Strict):
-    target: str
-    deployment: str
-    parameters: dict[str, Any] = {}
-    tags: list[str] = []
-
-
-TRIGGER_KINDS: dict[str, type[BaseModel]] = {
-    "webhook": WebhookTrigger,
-    "airflow": AirflowTrigger,
-    "dagster": DagsterTrigger,
-    "prefect": PrefectTrigger,
-}
-
-
-class RetryOverride(_Strict):
-    initial: Duration | None = None
-    factor: float | None = Field(None, ge=1.0)
-    jitter: float | None = Field(None, ge=0.0, le=1.0)
-    max_delay: Duration | None = None
-    max_age: Duration | None = None
-    max_attempts: int | None = Field(None, ge=1)
-
-
-class Contract(_Strict):
-    """When `when` holds for partition P, start `trigger`; alert if not by `deadline`."""
-
-    name: str = Field(pattern=r"^[a-z0-9_.-]+$", min_length=1, max_length=128)
-    description: str = ""
-    owner: str | None = None
-    partitioned: Granularity = Granularity.NONE
-    timezone: str = "UTC"
-    partitions: list[str] | None = None
-    when: Condition
-    within: Duration | None = None
-    deadline: str | None = None
-    on_deadline: Literal["alert", "trigger"] = "alert"
-    on_restatement: Literal["retrigger", "ignore"] = "retrigger"
-    trigger: Trigger
-    produces: tuple[str, ...] = ()  # immutable: one empty default for all, not a copy each
-    retry: RetryOverride | None = None
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(
-                f"{value!r} is not a known timezone (e.g. UTC, Europe/Berlin)"
-            ) from exc
-        return value
-
-    @field_validator("deadline")
-    @classmethod
-    def _deadline(cls, value: str | None) -> str | None:
-        if value is not None and (not value or not DEADLINE.match(value)):
-            raise ValueError(f"{value!r} is not a deadline like +7h30m, 09:00 or +1d09:00")
-        return value
-
-    @field_validator("produces")
-    @classmethod
-    def _produces(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_dataset(v) for v in value)
-
-    def inputs(self) -> list[Input]:
-        return list(iter_inputs(self.when))
-
-    def input_datasets(self) -> set[str]:
-        return {i.dataset for i in iter_inputs(self.when)}
-
-
-# Each model instance keeps the set of the fields its input gave (`model_fields_set`): a
-# set of its own, 200 to 700 bytes, and alike in most contracts. Contracts are frozen and
-# nothing changes such a set once validated (a copy gets one of its own), so instances
-# with equal sets share one: 1.8 of the 6.2 KB a contract took, at 10,000 loaded.
-_FIELD_SETS: dict[tuple[type, frozenset[str]], set[str]] = {}
-
-
-def share_field_sets(contract: Contract) -> None:
-    """Give `contract` and the models inside it (its condition tree, trigger and retry:
-    walked by their places, not by every value, as a start restores 100,000) the shared
-    set of their fields."""
-    todo: list[BaseModel] = [contract, contract.trigger, contract.when]
-    if contract.retry is not None:
-        todo.append(contract.retry)
-    while todo:
-        item = todo.pop()
-        kind = type(item)
-        if kind is AllOf:
-            todo += item.all_of  # type: ignore[attr-defined]
-        elif kind is AnyOf:
-            todo += item.any_of  # type: ignore[attr-defined]
-        own = item.__pydantic_fields_set__
-        shared = _FIELD_SETS.setdefault((kind, frozenset(own)), own)
-        if shared is not own:
-            object.__setattr__(item, "__pydantic_fields_set__", shared)
-
-
 def trigger_spec(contract: Contract, kind: str) -> BaseModel:
     """The trigger validated against its target's kind; raises pydantic's ValidationError."""
     model = TRIGGER_KINDS[kind]
     return model.model_validate({"target": contract.trigger.target, **contract.trigger.fields()})
-
-
-def contract_json_schema() -> dict[str, Any]:
-    """JSON Schema for editors: the trigger shown as one of the four kinds."""
-    schema = Contract.model_json_schema()
-    defs = schema.setdefault("$defs", {})
-    for kind, model in TRIGGER_KINDS.items():
-        sub = model.model_json_schema(ref_template="#/$defs/{model}")
-        defs.update(sub.pop("$defs", {}))
-        sub["title"] = f"{kind} trigger"
-        defs[model.__name__] = sub
-    schema["properties"]["trigger"] = {
-        "anyOf": [{"$ref": f"#/$defs/{m.__name__}"} for m in TRIGGER_KINDS.values()]
-    }
-    schema["properties"]["when"]["description"] = (
-        "a dataset name, {dataset, partitioned, offset, where},"
-        " or {all_of: [...]} / {any_of: [...]}"
-    )
-    # A bare string is a dataset name (`_as_input`), which the model's own schema omits.
-    defs["Input"] = {
-        "anyOf": [
-            {"type": "string", "minLength": 1, "maxLength": 256, "title": "Dataset name"},
-            defs["Input"],
-        ]
-    }
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "Baton contract"
-    return schema
 
 
 def input_calendar(contract: Contract, item: Input) -> Calendar:

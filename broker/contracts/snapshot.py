@@ -5,11 +5,12 @@ One file per contracts folder under `data_dir/contracts/`, written after each cl
 that changed the set (whole, to a temporary name, then renamed: a reader sees the last
 one or the one before, never half of one) and read once at start. It holds, per
 contract file, what the cache keeps of it (stat, digest, size, the values it spent)
-and each contract as the JSON data it validated to, with its line; and a digest of
-what their checks depended on (`check.check_key`). At start the data is validated
-again as the contracts it was (pydantic, ~12 us a contract; the YAML, the line maps
-and the checks are what cost), and a file whose stat or text is what the snapshot says
-is not parsed again, exactly as within one process.
+and each contract as the JSON data it validated to, with its line; a digest of what
+their checks depended on (`check.check_key`), and one of the contract format
+(`model.spec_digest`). At start each contract is built back from its data as it was
+(`Contract.from_data`, ~6 us a contract; the YAML, the validation, the line maps and
+the checks are what cost), and a file whose stat or text is what the snapshot says is
+not parsed again, exactly as within one process.
 
 The file is data only (`marshal` of plain values: no code, no pickle) and carries a
 digest of itself; one that is unreadable, torn, of another layout or for other
@@ -30,13 +31,13 @@ from typing import Any
 
 from broker.contracts.cache import FileCache, Kept
 from broker.contracts.loader import LoadedContract
-from broker.contracts.model import Contract, share_field_sets
+from broker.contracts.model import Contract, spec_digest
 from broker.core.collector import no_collection
 from broker.core.errors import Location
 
 log = logging.getLogger("baton.contracts")
 
-LAYOUT = b"baton-contracts-snapshot-2\n"
+LAYOUT = b"baton-contracts-snapshot-3\n"
 CHUNK = 4096  # files
 _DIGEST = 16
 _saving = threading.Lock()
@@ -63,7 +64,7 @@ def save(path: Path, cache: FileCache, version: str) -> None:
     chunks = [marshal.dumps([_entry(name, kept) for name, kept in files[at : at + CHUNK]], 4)
               for at in range(0, len(files), CHUNK)]  # fmt: skip
     sizes = [len(chunk) for chunk in chunks]
-    body = marshal.dumps((version, key_digest(key), sizes), 4) + b"".join(chunks)
+    body = marshal.dumps((version, key_digest(key), spec_digest(), sizes), 4) + b"".join(chunks)
     blob = LAYOUT + hashlib.blake2b(body, digest_size=_DIGEST).digest() + body
     with _saving:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,7 @@ def save(path: Path, cache: FileCache, version: str) -> None:
 
 
 def _entry(name: str, kept: Kept) -> tuple[object, ...]:
-    contracts = [(c.contract.model_dump(mode="json", exclude_defaults=True), c.location.line)
+    contracts = [(c.contract.as_data(exclude_defaults=True), c.location.line)
                  for c in kept.contracts]  # fmt: skip
     return name, kept.digest, kept.values, kept.stat, kept.size, contracts
 
@@ -112,9 +113,11 @@ def _parsed(blob: bytes, key: object) -> tuple[str, dict[str, Kept]]:
         raise _Unusable("torn or changed since it was written")
     stream = io.BytesIO(body)
     try:
-        version, kept_key, sizes = marshal.load(stream)  # the header alone: small
+        version, kept_key, kept_spec, sizes = marshal.load(stream)  # the header alone: small
         if kept_key != key_digest(key):
             raise _Unusable("saved under other settings (targets, owners, limits or variables)")
+        if kept_spec != spec_digest():
+            raise _Unusable("saved by a Baton with another contract format")
         at, view = stream.tell(), memoryview(body)
         files: dict[str, Kept] = {}
         for size in sizes:  # loads of a slice: load of a stream reads it a call at a time
@@ -135,8 +138,7 @@ def _kept(entry: Any) -> tuple[str, Kept]:
         raise TypeError("a file's name and digest are text and bytes")
     loaded = []
     for data, line in contracts:
-        contract = Contract.model_validate(data)
-        share_field_sets(contract)
+        contract = Contract.from_data(data)
         loaded.append(LoadedContract(contract, Location(name, int(line))))
     stat = None if stat is None else (int(stat[0]), int(stat[1]))
     return str(name), Kept(bytes(text_digest), tuple(loaded), int(values), stat, int(size))

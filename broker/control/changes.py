@@ -35,7 +35,7 @@ REEVALUATE = frozenset({"condition", "partitioning"})
 
 def digests(contract: Contract) -> dict[str, str]:
     """A short digest of each aspect of `contract`'s definition."""
-    data = contract.model_dump(mode="json")
+    data = contract.as_data()
     out = {}
     for aspect, names in ASPECTS.items():
         blob = json.dumps([data.get(n) for n in names], sort_keys=True, separators=(",", ":"))
@@ -82,10 +82,10 @@ def compare(old: Mapping[str, Contract], new: Mapping[str, Contract]) -> list[Co
 
 
 def _field_changes(before: Contract, after: Contract, aspects: Iterable[str]) -> list[str]:
-    a, b = before.model_dump(mode="json"), after.model_dump(mode="json")
+    a, b = before.as_data(), after.as_data()
     # Shown as written: defaults left out (`{"dataset": "x"}`, not every field of Input),
     # and a credential written out masked (a PR comment is no place for it).
-    shown_a, shown_b = (redact(c.model_dump(mode="json", exclude_defaults=True))
+    shown_a, shown_b = (redact(c.as_data(exclude_defaults=True))
                         for c in (before, after))  # fmt: skip
     out = []
     for aspect in aspects:

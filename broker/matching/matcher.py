@@ -209,7 +209,7 @@ class Matcher:
         except PartitionError as exc:  # case 3
             return Miss("unfit", f"{_reads(sub)} {_grain(sub)}: {exc}")
         if not keys:  # case 4, outside the contract's `partitions`
-            allowed = sub.contract.partitions or []
+            allowed = sub.contract.partitions or ()
             shown = ", ".join(allowed[:5]) + (", ..." if len(allowed) > 5 else "")
             return Miss("outside", f"{sub.contract.name} runs only for the partitions {shown}; "
                            f"{event.partition!r} feeds none of them")  # fmt: skip

@@ -50,7 +50,7 @@ def plan(contract: Contract, start: str, end: str, order: str = "newest-first") 
         raise BackfillRejected(f"order must be newest-first or oldest-first, not {order!r}")
     cal = contract_calendar(contract)
     if contract.partitioned == Granularity.STATIC:
-        known = contract.partitions or []
+        known = list(contract.partitions or ())
         if start not in known or end not in known:
             raise BackfillRejected(f"{contract.name} lists its partitions: {known}")
         keys = known[known.index(start) : known.index(end) + 1]

@@ -1,0 +1,93 @@
+"""The compact form a running set keeps contracts in (contracts/model.py) says what the
+validated spec says: the same data, field for field and in the same order, as
+pydantic dumps the spec; built back from that data, the same contract."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from broker.contracts import spec
+from broker.contracts.model import AllOf, Contract, Input, iter_inputs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+RICH: dict[str, Any] = {
+    "name": "rich.one-2",
+    "description": "every field given",
+    "owner": "team-a",
+    "partitioned": "daily",
+    "timezone": "Europe/Berlin",
+    "partitions": ["2026-01-01", "2026-01-02"],
+    "when": {"any_of": [
+        "a",
+        {"dataset": "b", "offset": -1, "where": "metadata.rows > 0"},
+        {"all_of": ["c", {"dataset": "d", "partitioned": "hourly"}]},
+    ]},
+    "within": "1h30m",
+    "deadline": "+1d09:00",
+    "on_deadline": "trigger",
+    "on_restatement": "ignore",
+    "trigger": {"target": "hook", "body": {"day": "{{ partition }}", "none": None,
+                                           "when": date(2026, 1, 1)}, "gone": None},
+    "produces": ["x.y"],
+    "retry": {"max_attempts": 3, "initial": "30s"},
+}  # fmt: skip
+
+DUMPS = [{}, {"exclude_defaults": True}, {"exclude_none": True},
+         {"exclude_defaults": True, "exclude_none": True}]  # fmt: skip
+
+
+def _written() -> list[dict[str, Any]]:
+    """The contracts this repository ships, the README's among them."""
+    found = []
+    for path in sorted((ROOT / "contracts").glob("*.yaml")):
+        found += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    assert found, "the example contracts are where they were"
+    return found
+
+
+@pytest.mark.parametrize("data", [RICH, {"name": "bare", "when": "a", "trigger": {"target": "t"}},
+                                  *_written()], ids=lambda d: d["name"])  # fmt: skip
+def test_the_compact_form_dumps_as_the_spec_and_reads_back_the_same(data: dict[str, Any]) -> None:
+    valid = spec.Contract.model_validate(data)
+    contract = Contract.parse(data)
+    for options in DUMPS:
+        dumped = valid.model_dump(mode="json", **options)
+        ours = contract.as_data(**options)
+        assert ours == dumped, options
+        assert list(ours) == list(dumped), options  # in the order pydantic gives
+    back = Contract.from_data(contract.as_data(exclude_defaults=True))
+    assert back.as_data() == contract.as_data()
+    assert Contract.from_data(back.as_data(exclude_defaults=True)) == back
+
+
+def test_the_compact_form_is_frozen_slotted_and_typed_as_the_matcher_reads_it() -> None:
+    contract = Contract.parse(RICH)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        contract.name = "other"  # type: ignore[misc]
+    assert not hasattr(contract, "__dict__")
+    inputs = list(iter_inputs(contract.when))
+    assert [i.dataset for i in inputs] == ["a", "b", "c", "d"]
+    assert all(type(i) is Input for i in inputs) and type(contract.when.any_of[2]) is AllOf  # type: ignore[union-attr]
+    assert contract.partitions == ("2026-01-01", "2026-01-02") and contract.produces == ("x.y",)
+    assert contract.within is not None and contract.within.total_seconds() == 5400
+    assert contract.trigger.fields()["body"]["day"] == "{{ partition }}"
+    assert contract.trigger.fields() is not contract.trigger.extra  # a copy to change
+
+
+@pytest.mark.parametrize("broken", [
+    {"when": "a", "trigger": {"target": "t"}},  # no name
+    {"name": "n", "trigger": {"target": "t"}},  # no condition
+    {"name": "n", "when": {"dataset": "a"}, "trigger": {}},  # no target
+    {"name": 3, "when": {"dataset": "a"}, "trigger": {"target": "t"}},
+    {"name": "n", "when": {"dataset": "a", "partitioned": "yearly"}, "trigger": {"target": "t"}},
+])  # fmt: skip
+def test_data_of_another_shape_is_refused_not_built(broken: dict[str, Any]) -> None:
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        Contract.from_data(broken)
