@@ -37,9 +37,9 @@ if TYPE_CHECKING:
 
 RACY_S = 2.0
 
-# A hash of (device, inode, size, mtime ns, ctime ns), with the size beside it: one int
-# a file rather than a tuple of five (100,000 files: ~20 MiB less).
-Stat = tuple[int, int]
+# A hash of (device, inode, size, mtime ns, ctime ns): one int a file rather than a tuple
+# of five (100,000 files: ~20 MiB less).
+Stat = int
 
 
 def digest(text: str) -> bytes:
@@ -53,7 +53,7 @@ def stat_of(info: os.stat_result) -> Stat | None:
     if info.st_mtime_ns > racy or info.st_ctime_ns > racy:
         return None
     key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-    return hash(key), info.st_size
+    return hash(key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +95,11 @@ class FileCache:
     key: object = None
     files: dict[str, Kept] = field(default_factory=dict)
     last: LastLoad | None = None
-    # the load in progress: ids of the kept contracts it reused, and every file it read
+    # the load in progress: ids of the kept contracts it reused (let go once it commits:
+    # 100,000 ids are ~7 MiB), and every file it read
     reused: set[int] | AllBut = field(default_factory=set)
+    # how many contracts the last committed load reused rather than parsed and checked
+    reused_count: int = 0
     # paths a watcher saw change since the last load (`hint`), and of them the contract
     # files this load lists from the last one's instead of the folder
     changed: set[str] | None = None
@@ -174,7 +177,7 @@ class FileCache:
             now = kept.stat if listed and path not in self._told else stat_of(os.stat(path))
         except OSError:
             return None
-        size = kept.stat[1]
+        size = kept.size  # as read, when stat said what it says now
         if now != kept.stat or spent.bytes + size > spent.limits.max_folder_bytes:
             return None  # read again (so a limit's error names the place)
         if not self._fits(kept, spent):
@@ -230,7 +233,7 @@ class FileCache:
         else:
             starts = {}
             for i, loaded in enumerate(contracts):
-                path = loaded.location.file
+                path = loaded.file
                 starts.setdefault(path, i)
                 if not isinstance(self._seen.get(path), Kept):
                     by_file[path].append(loaded)
@@ -248,6 +251,11 @@ class FileCache:
             racy = {p for p in last.racy if p in files and files[p].stat is None}
             racy.update(p for p in self._seen if files[p].stat is None)
         self.files, self._seen = files, {}
+        reused = self.reused
+        self.reused_count = (
+            len(contracts) - len(reused.fresh) if isinstance(reused, AllBut) else len(reused)
+        )
+        self.reused = set()
         if self._loaded is not None:
             versions, spent = self._loaded
             self.last = LastLoad(contracts, starts, versions, spent, frozenset(racy))

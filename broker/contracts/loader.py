@@ -36,16 +36,24 @@ NO_LINES: Mapping[Path_, int] = MappingProxyType({})
 
 @dataclass(frozen=True, slots=True)
 class LoadedContract:
+    """A contract and where it is: its file and the line of its name (kept apart, not as
+    a Location, which would be one more object for each of 100,000)."""
+
     contract: Contract
-    location: Location
+    file: str
+    line: int
     lines: Mapping[Path_, int] = field(default_factory=lambda: NO_LINES, compare=False,
                                        repr=False)  # fmt: skip
+
+    @property
+    def location(self) -> Location:
+        return Location(self.file, self.line)
 
     def at(self, *path: str | int) -> Location:
         """The location of a field of this contract (its nearest known ancestor's line)."""
         for end in range(len(path), 0, -1):
             if path[:end] in self.lines:
-                return Location(self.location.file, self.lines[path[:end]])
+                return Location(self.file, self.lines[path[:end]])
         return self.location
 
 
@@ -151,7 +159,7 @@ def _load_document(
     except ValidationError as exc:
         return [_error(err, data, lines, start) for err in exc.errors()]
     name_line = lines.get(("name",), start.line)
-    return LoadedContract(contract, Location(file, name_line), lines)
+    return LoadedContract(contract, file, name_line, lines)
 
 
 class _Builder:

@@ -33,7 +33,6 @@ from broker.contracts.cache import FileCache, Kept
 from broker.contracts.loader import LoadedContract
 from broker.contracts.model import Contract, spec_digest
 from broker.core.collector import no_collection
-from broker.core.errors import Location
 
 log = logging.getLogger("baton.contracts")
 
@@ -74,7 +73,7 @@ def save(path: Path, cache: FileCache, version: str) -> None:
 
 
 def _entry(name: str, kept: Kept) -> tuple[object, ...]:
-    contracts = [(c.contract.as_data(exclude_defaults=True), c.location.line)
+    contracts = [(c.contract.as_data(exclude_defaults=True), c.line)
                  for c in kept.contracts]  # fmt: skip
     return name, kept.digest, kept.values, kept.stat, kept.size, contracts
 
@@ -139,8 +138,8 @@ def _kept(entry: Any) -> tuple[str, Kept]:
     loaded = []
     for data, line in contracts:
         contract = Contract.from_data(data)
-        loaded.append(LoadedContract(contract, Location(name, int(line))))
-    stat = None if stat is None else (int(stat[0]), int(stat[1]))
+        loaded.append(LoadedContract(contract, name, int(line)))
+    stat = None if stat is None else int(stat)
     return str(name), Kept(bytes(text_digest), tuple(loaded), int(values), stat, int(size))
 
 
