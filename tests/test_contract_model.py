@@ -5,6 +5,7 @@ pydantic dumps the spec; built back from that data, the same contract."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from broker.contracts import spec
-from broker.contracts.model import AllOf, Contract, Input, iter_inputs
+from broker.contracts.model import AllOf, Contract, Input, alike, iter_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,3 +92,29 @@ def test_the_compact_form_is_frozen_slotted_and_typed_as_the_matcher_reads_it() 
 def test_data_of_another_shape_is_refused_not_built(broken: dict[str, Any]) -> None:
     with pytest.raises((KeyError, TypeError, ValueError)):
         Contract.from_data(broken)
+
+
+def _with_body(name: str, body: Any) -> dict[str, Any]:
+    return {"name": name, "when": "a", "trigger": {"target": "t", "body": body, "n": [1]}}
+
+
+def test_contracts_loaded_together_share_the_trigger_fields_they_have_alike() -> None:
+    """Only what is alike in type and order too: it must render the same."""
+    with alike():
+        one, two = (Contract.parse(_with_body(n, {"day": "{{ partition }}"})) for n in "ab")
+        others = [Contract.parse(_with_body(f"c{i}", body)) for i, body in enumerate(
+            [{"x": 1}, {"x": True}, {"x": 1.0}, {"x": 1, "y": 2}, {"y": 2, "x": 1}])]  # fmt: skip
+        back = Contract.from_data(one.as_data(exclude_defaults=True))
+    assert one.trigger.extra is two.trigger.extra is back.trigger.extra
+    bodies = [c.trigger.extra["body"] for c in others]
+    assert len({id(b) for b in bodies}) == 5  # 1, True and 1.0; x-then-y and y-then-x
+    assert [json.dumps(b) for b in bodies] == [
+        '{"x": 1}',
+        '{"x": true}',
+        '{"x": 1.0}',
+        '{"x": 1, "y": 2}',
+        '{"y": 2, "x": 1}',
+    ]
+    assert all(c.trigger.extra["n"] is one.trigger.extra["n"] for c in others)  # within, too
+    apart = Contract.parse(_with_body("d", {"day": "{{ partition }}"}))  # not while loading
+    assert apart.trigger.extra == one.trigger.extra and apart.trigger.extra is not one.trigger.extra

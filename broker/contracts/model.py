@@ -15,7 +15,9 @@ same spec (`spec_digest`).
 from __future__ import annotations
 
 import hashlib
+import marshal
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, fields
 from datetime import timedelta
 from functools import cache, lru_cache
@@ -171,7 +173,7 @@ class Contract(_Data):
     @classmethod
     def of(cls, valid: spec.Contract) -> Contract:
         """The validated contract `valid` in this form."""
-        trigger = Trigger(valid.trigger.target, valid.trigger.model_extra or {})
+        trigger = Trigger(valid.trigger.target, _alike(valid.trigger.model_extra or {}))
         return cls(
             valid.name, _condition(valid.when), trigger, valid.description, valid.owner,
             valid.partitioned, valid.timezone,
@@ -190,7 +192,7 @@ class Contract(_Data):
         if not isinstance(target, str) or not isinstance(data["name"], str):
             raise TypeError("a contract's name and target are text")
         return cls(
-            data["name"], _condition_from(data["when"]), Trigger(target, trigger),
+            data["name"], _condition_from(data["when"]), Trigger(target, _alike(trigger)),
             data.get("description", ""), data.get("owner"),
             Granularity(data.get("partitioned", Granularity.NONE)), data.get("timezone", "UTC"),
             None if partitions is None else tuple(partitions),
@@ -225,6 +227,50 @@ def _condition_from(data: Mapping[str, Any]) -> Condition:
     partitioned = data.get("partitioned")
     return Input(data["dataset"], None if partitioned is None else Granularity(partitioned),
                  int(data.get("offset", 0)), data.get("where"))  # fmt: skip
+
+
+class _Alike:
+    """While a set loads (`alike`): the trigger fields (and the values within them) seen
+    so far, by a hash of what they marshal to. Contracts made from one template share
+    their trigger's fields, body and all (100,000 alike: ~37 MiB); nothing changes them."""
+
+    seen: dict[int, Any] | None = None
+
+
+@contextmanager
+def alike() -> Iterator[None]:
+    """Contracts made meanwhile share the trigger fields they have alike, and the values
+    within them; the table of what was seen is let go at the end (a load nested in
+    another, or in another thread meanwhile, shares the outer one's)."""
+    outer = _Alike.seen
+    if outer is None:
+        _Alike.seen = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _Alike.seen = None
+
+
+def _alike(value: Any) -> Any:
+    """`value`, or an equal one seen before in this load (`alike`): the same types, the
+    same order, so that it renders the same; the lists and dicts within it first."""
+    seen = _Alike.seen
+    kind = type(value)
+    if seen is None or (kind is not dict and kind is not list):
+        return value
+    items = value.items() if kind is dict else enumerate(value)
+    for key, item in items:
+        if type(item) is dict or type(item) is list:
+            value[key] = _alike(item)  # a value replaced in place: the sizes stay
+    try:
+        form = marshal.dumps(value, 2)  # a type code for each value: 1, 1.0 and True differ
+    except ValueError:  # a date from YAML, say: kept as it is
+        return value
+    found = seen.setdefault(hash(form), value)
+    if found is not value and marshal.dumps(found, 2) != form:  # another value, same hash
+        return value
+    return found
 
 
 def _retry_from(data: Mapping[str, Any]) -> RetryOverride:

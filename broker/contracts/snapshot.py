@@ -31,7 +31,7 @@ from typing import Any
 
 from broker.contracts.cache import FileCache, Kept
 from broker.contracts.loader import LoadedContract
-from broker.contracts.model import Contract, spec_digest
+from broker.contracts.model import Contract, alike, spec_digest
 from broker.core.collector import no_collection
 
 log = logging.getLogger("baton.contracts")
@@ -90,7 +90,7 @@ def restore(path: Path, key: object) -> tuple[FileCache, str] | None:
         log.warning("contracts snapshot %s not read (%s): loading the folder afresh", path, exc)
         return None
     try:
-        with no_collection():  # 100,000 contracts: 6 s with it, 1.5 s without
+        with no_collection(), alike():  # 100,000 contracts: 6 s with it, 1.5 s without
             version, files = _parsed(blob, key)
     except _Unusable as exc:
         log.warning("contracts snapshot %s not used (%s): loading the folder afresh", path, exc)

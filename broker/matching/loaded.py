@@ -13,7 +13,7 @@ from operator import attrgetter
 from broker.contracts.cache import FileCache
 from broker.contracts.check import check_configured
 from broker.contracts.loader import NO_LINES, ContractSet, LoadedContract
-from broker.contracts.model import Contract
+from broker.contracts.model import Contract, alike
 from broker.core.collector import no_collection
 from broker.core.errors import ConfigError
 from broker.core.settings import Settings
@@ -58,7 +58,7 @@ def load_checked(
     saw `changed`, only those are looked at (FileCache.listing)."""
     cache = FileCache() if cache is None else cache
     cache.changed = None if changed is None else set(changed)
-    with no_collection():
+    with no_collection(), alike():
         contract_set, errors = check_configured(settings, cache=cache)
         if errors:
             raise ConfigError("contracts rejected:\n" + "\n".join(str(e) for e in errors))
