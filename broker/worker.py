@@ -24,7 +24,7 @@ from broker.dispatch.dispatcher import Dispatcher
 from broker.dispatch.gate import Gates
 from broker.dispatch.target import Target
 from broker.followup.alerting import Alerter, Alerts
-from broker.followup.duties import Duty, every, run_duty
+from broker.followup.duties import Duty, every, polling, run_duty
 from broker.followup.tracking import RunTracker
 from broker.matching.loaded import Contracts
 from broker.matching.matcher import RecordOp, Refusal
@@ -253,18 +253,20 @@ class Worker:
         settings = self.runtime.settings.worker
         reclaim_every = max(0.2, settings.claim_idle.total_seconds() / 4)
         out: list[Duty] = []
+        gates = self.dispatcher.gates
         if dispatch:
             for lane in self.tracker.lanes.values():
                 out.append(Duty(lane.duty, partial(self.tracker.lane_round, lane),
                                 lane.wake, drain=partial(self.tracker.drain, lane)))  # fmt: skip
             out += [
-                Duty("retries", every(0.2, self._move_retries)),
-                Duty("gates", every(0.2, self.dispatcher.gates.round)),
-                Duty("alerts", every(0.2, partial(self._alerts, reclaim_every))),
+                Duty("retries", polling(self._move_retries)),
+                Duty("gates", polling(gates.round, gates.watching)),
+                Duty("alerts", polling(partial(self._alerts, reclaim_every))),
             ]
-        if match:
-            out += [Duty("deadlines", every(0.2, self.clock.round)),
-                    Duty("backfills", every(0.2, self.pump.round))]  # fmt: skip
+        if match:  # a deadline on the clock is looked at each BUSY_S; a backfill moves on
+            clock, pump = self.clock, self.pump
+            out += [Duty("deadlines", polling(clock.round, lambda: bool(clock.watched()))),
+                    Duty("backfills", polling(pump.round, lambda: pump.running))]  # fmt: skip
         out.append(Duty("reclaim", every(reclaim_every, partial(self._reclaim, match, dispatch))))
         return out
 

@@ -75,6 +75,12 @@ class Gates:
         self.clock = clock
         self.open: set[str] = set()  # targets this worker believes are not closed
         self.failing: set[str] = set()  # targets with failures this worker has seen
+        self.waiting = False  # whether the last round saw triggers waiting at a gate
+
+    def watching(self) -> bool:
+        """Whether a round has something to watch: a trigger waiting, a breaker not
+        closed, a target failing (else a round every `IDLE_S` learns of them)."""
+        return self.waiting or bool(self.open or self.failing)
 
     def _now_ms(self) -> int:
         return int(self.clock().timestamp() * 1000)
@@ -135,6 +141,7 @@ class Gates:
         self.open = {t for t, s in states.items() if s["breaker"] != "closed"}
         released = 0
         now = self._now_ms()
+        self.waiting = any(state["waiting"] for state in states.values())
         for target, state in states.items():
             if state["waiting"]:
                 gate = self.gates[target]

@@ -5,6 +5,9 @@ alerts, the deadline clock, backfills and reclaiming abandoned entries: each is 
 `Duty` with its own task, so a slow one (a hung orchestrator, an alert sink that times
 out) delays only itself. A round returns how long until the duty has work again; a
 duty can be woken before that (a dispatch wakes its target's tracking lane).
+A duty that polls (`polling`) looks every `BUSY_S` while it finds work, or has some to
+watch (a deadline on the clock, a backfill running), and backs off to `IDLE_S` when it
+finds none: an idle worker's rounds were most of its CPU (12.5 ms a second, 25 rounds).
 
 Each finished round is noted in Redis (`state.duties`, at most every few seconds per
 duty), so `/readyz` and `/metrics`, from any process, say which duty is behind and by
@@ -26,6 +29,9 @@ log = logging.getLogger("baton.worker")
 
 # After a round that failed: how long until the next try.
 FAILED_PAUSE_S = 1.0
+# A polling duty's rest while it finds work, and the most it backs off to without.
+BUSY_S = 0.2
+IDLE_S = 1.0
 
 
 @dataclass
@@ -42,6 +48,23 @@ def every(seconds: float, round: Callable[[], Awaitable[object]]) -> Callable[[]
     async def timed() -> float:
         await round()
         return seconds
+
+    return timed
+
+
+def polling(
+    round: Callable[[], Awaitable[int]], watching: Callable[[], bool] | None = None
+) -> Callable[[], Awaitable[float]]:
+    """A round that runs `round` (which returns how much work it did), then rests
+    `BUSY_S` if it did some or `watching()` says there is some to watch, else twice its
+    last rest, up to `IDLE_S`."""
+    rest = BUSY_S
+
+    async def timed() -> float:
+        nonlocal rest
+        did = await round()
+        rest = BUSY_S if did or (watching is not None and watching()) else min(2 * rest, IDLE_S)
+        return rest
 
     return timed
 

@@ -126,11 +126,14 @@ class BackfillPump:
         self.version = version
         self.owner = owner
         self.lease_ms = lease_ms
+        self.running = False  # whether the last round found a backfill running
 
     async def round(self) -> int:
         """One pass over the running backfills; returns how many partitions it fired."""
         fired = 0
-        for backfill in await self.backfills.running():
+        running = await self.backfills.running()
+        self.running = bool(running)
+        for backfill in running:
             if await self.backfills.lease(backfill.id, self.owner, self.lease_ms):
                 try:
                     fired += await self._move(backfill)
