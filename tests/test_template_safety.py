@@ -193,6 +193,11 @@ def test_a_markup_or_an_undefined_from_the_context_is_refused() -> None:
         render("{{ value }}", value=Markup("<b>"))
     with pytest.raises(TemplateError, match=r"^body.rows: 'value' is undefined"):
         render("{{ [value] }}", value=jinja2.StrictUndefined(name="value"))
+    for source in ("{{ value }}", "{{ [value] }}"):  # a name alone, and within
+        with pytest.raises(TemplateError, match=r"^body.rows: 'value' is undefined"):
+            render(source, value=jinja2.StrictUndefined(name="value"))
+    with pytest.raises(TemplateError, match=r"^body.rows: 'nowhere' is undefined"):
+        render("{{ nowhere }}")  # not in the context: Jinja says so, as before
 
 
 def test_a_literal_that_is_not_json_is_refused_when_compiled() -> None:
@@ -235,6 +240,8 @@ ORDINARY = [
     "{% set x %}{{ partition }}!{% endset %}{{ x }}", "{{ {'x': [1, {'y': none}]} }}",
     "{% for x in range(3) recursive %}{{ x }}{% endfor %}", "{{ 'x'|e }}", "plain text",
     "{% set c = cycler('a', 'b') %}{{ c.next() }}{{ c.next() }}", "{{ ('x' * 1000000)|length }}",
+    # a name alone is looked up without Jinja: the same value, the same type
+    "{{generation}}", "{{  inputs  }}", "{{ missing }}", "{{ true }}", "{{ None }}",
 ]  # fmt: skip
 
 

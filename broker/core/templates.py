@@ -37,6 +37,12 @@ from broker.core.template_limits import (
 from broker.core.template_sandbox import BoundedEnvironment
 
 _SINGLE = re.compile(r"^\{\{(?!.*\{\{).*\}\}$", re.DOTALL)
+# `{{ partition }}`: a name alone, which renders to what the context holds by that name
+# (a render's variables come before Jinja's globals), so it is looked up without Jinja;
+# the names Jinja reads as literals are not names.
+_NAME = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+_LITERALS = frozenset({"true", "false", "none", "True", "False", "None"})
+_MISSING = object()
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 Where = tuple[str | int, ...]  # the keys and indexes down to a value
@@ -66,6 +72,7 @@ class _Leaf:
     path: Where
     template: jinja2.Template | None = None  # a string with template syntax
     expression: Callable[..., Any] | None = None  # exactly one {{ expression }}
+    name: str | None = None  # the expression is this name alone
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,9 @@ def _compile(value: Any, path: Where) -> Any:
         return value
     try:
         expression, template = _compiled(value)
-        return _Leaf(path, expression=expression, template=template)
+        bare = _NAME.match(value)
+        name = bare.group(1) if bare and bare.group(1) not in _LITERALS else None
+        return _Leaf(path, expression=expression, template=template, name=name)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(path, f"does not compile: {exc.message or exc}") from exc
     except Exception as exc:  # nested past Python's limits, say: still the template's fault
@@ -175,11 +184,14 @@ def _render(shape: Any, context: Mapping[str, Any], sample: _Sample | None = Non
 
 def _render_leaf(leaf: _Leaf, context: Mapping[str, Any]) -> Any:
     try:
-        if leaf.expression is not None:
-            value = leaf.expression(**context)
-        else:
-            assert leaf.template is not None
-            value = leaf.template.render(context)
+        # A name alone: what Jinja would have looked up, without a context made for it.
+        value = context.get(leaf.name, _MISSING) if leaf.name is not None else _MISSING
+        if value is _MISSING:
+            if leaf.expression is not None:
+                value = leaf.expression(**context)
+            else:
+                assert leaf.template is not None
+                value = leaf.template.render(context)
         _check_sendable(value, leaf.path)
     except TemplateError:
         raise
