@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from broker.cli.logs import FORMAT, TurnLines
+from broker.cli.logs import FORMAT, Lines, TurnLines
 
 
 class Writes(io.StringIO):
@@ -82,3 +82,13 @@ async def test_a_line_from_another_thread_or_a_flush_goes_at_once(
 def test_baton_s_format_shows_no_field_it_no_longer_gathers() -> None:
     shown = {"%(process", "%(thread", "%(filename", "%(lineno", "%(funcName", "%(module"}
     assert not [field for field in shown if field in FORMAT]
+
+
+def test_a_line_says_its_time_as_logging_itself_writes_it() -> None:
+    """The time's text is made once a second: each line's is still its own."""
+    ours, theirs = Lines(), logging.Formatter(FORMAT)
+    for created in (1_800_000_000.0, 1_800_000_000.25, 1_800_000_000.999, 1_800_000_001.5,
+                    1_799_999_999.001, 1_800_086_400.0):  # fmt: skip
+        record = logging.makeLogRecord({"msg": "m", "levelname": "INFO", "name": "baton"})
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.format(record) == theirs.format(record), created

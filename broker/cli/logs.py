@@ -9,7 +9,8 @@ a write and a flush. On this VM each of those system calls is dear. So:
 - lines logged on the event loop's thread wait for the end of the loop's turn and go
   out in one write (a burst's hundred dispatches that end in one turn: one write). A
   line at WARNING or above, or logged from another thread, goes at once, with any
-  waiting before it, so nothing is reordered and no error waits.
+  waiting before it, so nothing is reordered and no error waits;
+- the text of a line's time is made once a second (`Lines`), not once a line.
 """
 
 from __future__ import annotations
@@ -17,8 +18,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class Lines(logging.Formatter):
+    """`FORMAT`, the text of the time (to the second) made once for each second."""
+
+    def __init__(self) -> None:
+        super().__init__(FORMAT)
+        self._second: tuple[int, str] = (-1, "")  # one tuple: threads read it whole
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second, text = self._second
+        if int(record.created) != second:
+            text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = (int(record.created), text)
+        return f"{text},{int(record.msecs):03d}"  # as the default_msec_format writes it
 
 
 class TurnLines(logging.StreamHandler):  # type: ignore[type-arg]
@@ -26,6 +45,7 @@ class TurnLines(logging.StreamHandler):  # type: ignore[type-arg]
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
+        self.setFormatter(Lines())
         self._waiting: list[str] = []
         self._scheduled = False
 
