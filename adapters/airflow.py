@@ -125,6 +125,10 @@ class AirflowTarget:
         return self.config.timeout
 
     # -- the target --------------------------------------------------------------------
+    def reads_inputs(self, fields: dict[str, Any]) -> bool:
+        """A run is started from the rendered trigger alone, never its inputs."""
+        return False
+
     async def trigger(self, request: TriggerRequest) -> Receipt:
         if request.spec.get("asset_event"):
             return await self._run(lambda api: self._post_asset_event(api, request))

@@ -101,6 +101,10 @@ class DagsterTarget:
             f"/graphql endpoint?): {response.text[:200]}"
         )
 
+    def reads_inputs(self, fields: dict[str, Any]) -> bool:
+        """A run is started from the rendered trigger alone, never its inputs."""
+        return False
+
     async def trigger(self, request: TriggerRequest) -> Receipt:
         spec = request.spec
         earlier = await self.run_of_trigger(request.trigger_id, spec)

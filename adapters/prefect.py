@@ -90,6 +90,10 @@ class PrefectTarget:
         self._deployments[ref] = found
         return found
 
+    def reads_inputs(self, fields: dict[str, Any]) -> bool:
+        """A run is started from the rendered trigger alone, never its inputs."""
+        return False
+
     async def trigger(self, request: TriggerRequest) -> Receipt:
         spec = request.spec
         deployment = await self.deployment(str(spec["deployment"]))

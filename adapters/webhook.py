@@ -65,8 +65,12 @@ class WebhookTarget:
             )
         return headers
 
+    def reads_inputs(self, fields: dict[str, Any]) -> bool:
+        """Only the default body (a trigger that gives none) sends the inputs."""
+        return "body" not in fields
+
     async def trigger(self, request: TriggerRequest) -> Receipt:
-        body = request.spec.get("body", default_body(request))
+        body = request.spec["body"] if "body" in request.spec else default_body(request)
         content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         url = request.spec.get("url") or self.config.url
         label = f"webhook {self.name}"

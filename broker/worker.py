@@ -31,7 +31,6 @@ from broker.matching.matcher import RecordOp, Refusal
 from broker.runtime import Runtime
 from broker.state.duties import DutyBeats
 from broker.state.health import RedisHealth, is_down
-from broker.state.held import trigger_inputs
 from broker.state.ports import RecordOutcome, StreamEntry, TriggerRecord
 from broker.state.reader import StreamReader
 from broker.state.util import text
@@ -145,10 +144,9 @@ class Worker:
         record = TriggerRecord(
             id=tid, contract=op.contract, partition=op.partition,
             generation=outcome.generation, state="dispatching", attempts=1,
-            created_at=outcome.at, updated_at=outcome.at,
-            inputs=trigger_inputs(outcome.inputs),
+            created_at=outcome.at, updated_at=outcome.at, inputs={},
         )  # fmt: skip
-        return await self.dispatcher.dispatch(entry, record)
+        return await self.dispatcher.dispatch(entry, record, held=outcome.inputs or "{}")
 
     async def process_triggers(self, entries: Sequence[StreamEntry]) -> list[str]:
         """Dispatch a batch of claimed triggers, a bounded number at a time, and wait

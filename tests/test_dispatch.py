@@ -83,6 +83,39 @@ async def test_a_successful_dispatch_records_the_downstream_run(store: RedisStor
     assert (await store.redis.xpending("baton:triggers", "dispatchers"))["pending"] == 0
 
 
+class ReadsNone(Scripted):
+    """A target that says it reads no trigger's inputs (as Airflow, Dagster, Prefect)."""
+
+    def reads_inputs(self, fields: dict[str, object]) -> bool:
+        return False
+
+
+async def test_a_trigger_reads_its_inputs_back_only_when_its_template_or_target_does(
+    store: RedisStore,
+) -> None:
+    entry, tid = await claimed(store)
+    quiet = ReadsNone(None)
+    await dispatcher(store, quiet).handle(entry, tid)
+    assert "inputs" not in quiet.requests[0].context  # neither reads them: never made
+    assert quiet.requests[0].context["partition_start"] == "2026-11-23T00:00:00+00:00"
+    entry, tid = await claimed_again(store)
+    asks = Scripted(None)  # says nothing: given them
+    await dispatcher(store, asks).handle(entry, tid)
+    assert asks.requests[0].context["inputs"]["orders"]["event_id"] == "o2"
+
+
+async def claimed_again(store: RedisStore) -> tuple[str, str]:
+    """The same partition restated: its next generation's trigger entry."""
+    event = Event(dataset="orders", partition="2026-11-23", event_id="o2").completed(
+        datetime(2026, 11, 25, tzinfo=UTC)
+    )
+    plan = Matcher([CONTRACT]).plan(event, datetime(2026, 11, 25, tzinfo=UTC), "2-0")
+    [outcome] = await store.record(plan.ops, "v1")
+    assert outcome.trigger_id is not None, "the restatement fires generation 1"
+    read = await store.redis.xreadgroup("dispatchers", "me", {"baton:triggers": ">"})
+    return read[0][1][0][0].decode(), outcome.trigger_id
+
+
 async def test_a_redelivered_entry_after_success_is_not_sent_again(store: RedisStore) -> None:
     entry, tid = await claimed(store)
     target = Scripted(None)

@@ -130,8 +130,13 @@ def test_a_second_day_triggers_separately(running: tuple[Cluster, Sink]) -> None
 
 def test_any_of_triggers_on_the_first_input(running: tuple[Cluster, Sink]) -> None:
     cluster, sink = running
-    publish(cluster, {"dataset": "feeds.b", "partition": "2026-11-23"})
-    wait_until(sink.deliveries)
+    publish(cluster, {"dataset": "feeds.b", "partition": "2026-11-23", "event_id": "b1"})
+    [delivery] = wait_until(sink.deliveries)
+    # No body given: the default one, with the inputs the trigger fired with.
+    body = delivery["body"]
+    assert body["trigger_id"] == "baton:first_feed:2026-11-23:0" and body["generation"] == 0
+    assert body["inputs"]["feeds.b"]["event_id"] == "b1"
+    assert [e["event_id"] for e in body["inputs"]["feeds.b"]["events"]] == ["b1"]
     publish(cluster, {"dataset": "feeds.a", "partition": "2026-11-23"})
     wait_until(lambda: _explained_input(cluster, "first_feed", "2026-11-23", "feeds.a"))
     assert sink.distinct_keys() == {"baton:first_feed:2026-11-23:0"}

@@ -435,3 +435,14 @@ def test_the_example_contracts_render_for_their_sample_partitions() -> None:
     root = Path(__file__).parent.parent / "contracts"
     _, errors = check_contracts(root, {"example-hook": "webhook"})
     assert [str(e) for e in errors] == []
+
+
+def test_a_template_says_which_names_of_the_context_it_reads() -> None:
+    """So that a trigger's request is made of what is read (its inputs read back only
+    if a template reads `inputs`)."""
+    fields = {"a": "{{ partition }}", "b": ["x {{ inputs['d'].metadata.n }}", 3],
+              "c": "{% for e in missing %}{{ e }}{% set y = e %}{{ y }}{% endfor %}",
+              "d": "{{ range(2)|list }}", "e": "plain"}  # fmt: skip
+    # Jinja's own globals (range) are not the context's
+    assert compile_template(fields).reads == {"partition", "inputs", "missing"}
+    assert compile_template({"body": {"sent": "0"}}).reads == frozenset()

@@ -20,11 +20,12 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from broker.core.template_limits import (
     MAX_CHARS,
@@ -73,6 +74,7 @@ class _Leaf:
     template: jinja2.Template | None = None  # a string with template syntax
     expression: Callable[..., Any] | None = None  # exactly one {{ expression }}
     name: str | None = None  # the expression is this name alone
+    reads: frozenset[str] = frozenset()  # the context's names it reads
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class Template:
 
     shape: Any
     templated: bool = True  # False: no leaf is a template, and rendering copies the shape
+    # The context's names its leaves read (so that what none reads need not be made).
+    reads: frozenset[str] = frozenset()
 
     def render(self, context: Mapping[str, Any]) -> Any:
         if not self.templated:
@@ -103,7 +107,7 @@ class Template:
 def compile_template(value: Any) -> Template:
     """Compile every string leaf of `value`; raise TemplateError naming the first bad one."""
     shape = _compile(value, ())
-    return Template(shape, templated=_has_leaf(shape))
+    return Template(shape, templated=_has_leaf(shape), reads=frozenset(_reads(shape)))
 
 
 @functools.cache
@@ -114,14 +118,28 @@ def _environment() -> BoundedEnvironment:
 
 
 @functools.lru_cache(maxsize=8192)
-def _compiled(source: str) -> tuple[Any, Any]:
-    """(expression, template) for a leaf's text, one of them None. Contracts repeat
-    their templates (`{{ partition }}` in thousands of them): each text is compiled
-    once, and one compiled object serves them all (it is not changed by rendering)."""
+def _compiled(source: str) -> tuple[Any, Any, frozenset[str]]:
+    """(expression, template, the names it reads) for a leaf's text, one of the first
+    two None. Contracts repeat their templates (`{{ partition }}` in thousands of them):
+    each text is compiled once, and one compiled object serves them all (it is not
+    changed by rendering)."""
     env = _environment()
+    reads = frozenset(jinja2.meta.find_undeclared_variables(env.parse(source)))
     if _SINGLE.match(source.strip()):
-        return env.compile_expression(source.strip()[2:-2], undefined_to_none=False), None
-    return None, env.from_string(source)
+        expression = env.compile_expression(source.strip()[2:-2], undefined_to_none=False)
+        return expression, None, reads
+    return None, env.from_string(source), reads
+
+
+def _reads(shape: Any) -> Iterator[str]:
+    if isinstance(shape, dict):
+        for item in shape.values():
+            yield from _reads(item)
+    elif isinstance(shape, list):
+        for item in shape:
+            yield from _reads(item)
+    elif isinstance(shape, _Leaf):
+        yield from shape.reads
 
 
 def _has_leaf(shape: Any) -> bool:
@@ -144,10 +162,10 @@ def _compile(value: Any, path: Where) -> Any:
         _check_sendable(value, path)
         return value
     try:
-        expression, template = _compiled(value)
+        expression, template, reads = _compiled(value)
         bare = _NAME.match(value)
         name = bare.group(1) if bare and bare.group(1) not in _LITERALS else None
-        return _Leaf(path, expression=expression, template=template, name=name)
+        return _Leaf(path, expression=expression, template=template, name=name, reads=reads)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(path, f"does not compile: {exc.message or exc}") from exc
     except Exception as exc:  # nested past Python's limits, say: still the template's fault

@@ -35,6 +35,7 @@ from broker.dispatch.backoff import delay
 from broker.dispatch.gate import Gates, created_ms
 from broker.dispatch.target import Receipt, Target, TriggerRequest
 from broker.matching.condition import readable_slot
+from broker.state.held import trigger_inputs
 from broker.state.ports import TriggerRecord, TriggerStore
 
 log = logging.getLogger("baton.dispatch")
@@ -89,8 +90,12 @@ class Dispatcher:
             return "done"
         return await self.dispatch(entry_id, started)
 
-    async def dispatch(self, entry_id: str, started: TriggerRecord) -> str:
-        """Dispatch a trigger whose attempt is already counted (state `dispatching`)."""
+    async def dispatch(
+        self, entry_id: str, started: TriggerRecord, held: str | bytes | None = None
+    ) -> str:
+        """Dispatch a trigger whose attempt is already counted (state `dispatching`);
+        `held`, the inputs it fired with as its record keeps them (JSON), read only if
+        its template or its target reads them (else `started.inputs`)."""
         if (spent := self._spent(started)) is not None:  # this start makes no call
             return await self._dead(started, entry_id, spent, attempts=started.attempts - 1)
         contract = self.contracts().get(started.contract)
@@ -101,7 +106,11 @@ class Dispatcher:
         if target is None:
             return await self._dead(started, entry_id, f"unknown target {name!r}")
         try:
-            request = build_request(contract, started, self._template(contract))
+            template = self._template(contract)
+            # Only what is read: a trigger's inputs, read back, if its template or target does.
+            reads = "inputs" in template.reads or _reads_inputs(target, contract)
+            inputs = trigger_inputs(held) if reads and held is not None else None
+            request = build_request(contract, started, template, inputs, with_inputs=reads)
         except TemplateError as exc:
             return await self._dead(started, entry_id, f"template: {exc}")
         if self.gates.gated(name) and (why := await self.gates.admit(name, started, entry_id)):
@@ -229,8 +238,20 @@ def _span(age: timedelta) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def template_context(contract: Contract, record: TriggerRecord) -> dict[str, Any]:
-    """What trigger templates can read (SPEC: partition, partition_start, ..., trigger_id)."""
+def _reads_inputs(target: Target, contract: Contract) -> bool:
+    """Whether `target` reads the inputs of a request for `contract`'s trigger (one
+    that does not say does)."""
+    says = getattr(target, "reads_inputs", None)
+    return True if says is None else bool(says(contract.trigger.fields()))
+
+
+def template_context(
+    contract: Contract, record: TriggerRecord,
+    inputs: Mapping[str, Mapping[str, Any]] | None = None, *, with_inputs: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """What trigger templates can read (SPEC: partition, partition_start, ..., trigger_id):
+    `inputs` the record's unless given, and left out `with_inputs` False (a trigger
+    whose template and target read none)."""
     start = end = None
     if contract.partitioned not in (Granularity.NONE, Granularity.STATIC):
         start, end = partition_bounds(contract_calendar(contract), record.partition)
@@ -238,12 +259,12 @@ def template_context(contract: Contract, record: TriggerRecord) -> dict[str, Any
         "partition": record.partition or None,
         "partition_start": start.isoformat() if start else None,
         "partition_end": end.isoformat() if end else None,
-        "inputs": inputs_by_dataset(record.inputs),
         "contract": contract.name,
         "trigger_id": record.id,
         "generation": record.generation,
         "missing": [readable_slot(slot) for slot in record.missing],
-    }
+    } | ({"inputs": inputs_by_dataset(record.inputs if inputs is None else inputs)}
+         if with_inputs else {})  # fmt: skip
 
 
 def inputs_by_dataset(inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -257,9 +278,11 @@ def inputs_by_dataset(inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict
 
 
 def build_request(
-    contract: Contract, record: TriggerRecord, template: Template | None = None
-) -> TriggerRequest:
-    context = template_context(contract, record)
+    contract: Contract, record: TriggerRecord, template: Template | None = None,
+    inputs: Mapping[str, Mapping[str, Any]] | None = None, *, with_inputs: bool = True,
+) -> TriggerRequest:  # fmt: skip
+    """The request for `record`'s trigger, its context as `template_context` makes it."""
+    context = template_context(contract, record, inputs, with_inputs=with_inputs)
     compiled = template or compile_template(contract.trigger.fields())
     spec = compiled.render(context)
     return TriggerRequest(
