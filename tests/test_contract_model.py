@@ -15,6 +15,7 @@ import yaml
 
 from broker.contracts import spec
 from broker.contracts.model import AllOf, Contract, Input, alike, iter_inputs
+from broker.core.partitions import Granularity
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,3 +119,20 @@ def test_contracts_loaded_together_share_the_trigger_fields_they_have_alike() ->
     assert all(c.trigger.extra["n"] is one.trigger.extra["n"] for c in others)  # within, too
     apart = Contract.parse(_with_body("d", {"day": "{{ partition }}"}))  # not while loading
     assert apart.trigger.extra == one.trigger.extra and apart.trigger.extra is not one.trigger.extra
+
+
+def test_contracts_loaded_together_share_the_inputs_they_read_alike() -> None:
+    def reading(name: str, *inputs: Any) -> Contract:
+        when = {"all_of": list(inputs)}
+        return Contract.parse({"name": name, "partitioned": "daily", "when": when,
+                               "trigger": {"target": "t"}})  # fmt: skip
+
+    hourly = {"dataset": "b", "partitioned": "hourly"}
+    with alike():
+        one = reading("one", "a", hourly, {"dataset": "c", "offset": -1})
+        two = reading("two", "a", hourly, {"dataset": "c", "offset": 0})
+        back = Contract.from_data(one.as_data(exclude_defaults=True))
+    ones, twos, backs = (list(iter_inputs(c.when)) for c in (one, two, back))
+    assert ones[0] is twos[0] is backs[0] and ones[1] is twos[1] is backs[1]
+    assert ones[2] is not twos[2] and ones[2] is backs[2]  # another offset: another input
+    assert type(backs[1].partitioned) is Granularity

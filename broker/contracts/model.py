@@ -194,7 +194,7 @@ class Contract(_Data):
         return cls(
             data["name"], _condition_from(data["when"]), Trigger(target, _alike(trigger)),
             data.get("description", ""), data.get("owner"),
-            Granularity(data.get("partitioned", Granularity.NONE)), data.get("timezone", "UTC"),
+            _GRAINS[data.get("partitioned", "none")], data.get("timezone", "UTC"),
             None if partitions is None else tuple(partitions),
             None if within is None else _DURATION.validate_python(within),
             data.get("deadline"), data.get("on_deadline", "alert"),
@@ -213,7 +213,7 @@ def _condition(node: spec.Condition) -> Condition:
     kind = type(node)
     if kind is spec.Input:
         item: spec.Input = node  # type: ignore[assignment]
-        return Input(item.dataset, item.partitioned, item.offset, item.where)
+        return _input(item.dataset, item.partitioned, item.offset, item.where)
     if kind is spec.AllOf:
         return AllOf(tuple(map(_condition, node.all_of)))  # type: ignore[union-attr]
     return AnyOf(tuple(map(_condition, node.any_of)))  # type: ignore[union-attr]
@@ -225,8 +225,25 @@ def _condition_from(data: Mapping[str, Any]) -> Condition:
     if "any_of" in data:
         return AnyOf(tuple(map(_condition_from, data["any_of"])))
     partitioned = data.get("partitioned")
-    return Input(data["dataset"], None if partitioned is None else Granularity(partitioned),
-                 int(data.get("offset", 0)), data.get("where"))  # fmt: skip
+    return _input(data["dataset"], None if partitioned is None else _GRAINS[partitioned],
+                  int(data.get("offset", 0)), data.get("where"))  # fmt: skip
+
+
+_GRAINS = {g.value: g for g in Granularity}  # a lookup: Granularity(v) is ~0.7 us
+
+
+def _input(dataset: str, partitioned: Granularity | None, offset: int, where: str | None) -> Input:
+    """An input, or while a set loads (`alike`) the equal one made before: contracts
+    read the same datasets the same way (100,000 contracts of 3 inputs, 2 of them read
+    by 1,000 contracts each: 200,000 objects fewer, ~13 MiB)."""
+    key = (dataset, partitioned, offset, where)
+    seen = _Alike.inputs
+    if seen is None:
+        return Input(*key)
+    found = seen.get(key)
+    if found is None:
+        found = seen[key] = Input(*key)
+    return found
 
 
 class _Alike:
@@ -235,21 +252,23 @@ class _Alike:
     their trigger's fields, body and all (100,000 alike: ~37 MiB); nothing changes them."""
 
     seen: dict[int, Any] | None = None
+    inputs: dict[tuple[str, Granularity | None, int, str | None], Input] | None = None
 
 
 @contextmanager
 def alike() -> Iterator[None]:
     """Contracts made meanwhile share the trigger fields they have alike, and the values
-    within them; the table of what was seen is let go at the end (a load nested in
+    within them, and the inputs they have alike (`_input`); the tables of what was seen
+    are let go at the end (a load nested in
     another, or in another thread meanwhile, shares the outer one's)."""
     outer = _Alike.seen
     if outer is None:
-        _Alike.seen = {}
+        _Alike.seen, _Alike.inputs = {}, {}
     try:
         yield
     finally:
         if outer is None:
-            _Alike.seen = None
+            _Alike.seen = _Alike.inputs = None
 
 
 def _alike(value: Any) -> Any:
