@@ -26,11 +26,13 @@ from broker.core.partitions import Calendar, Granularity, required_input_keys
 from broker.matching.condition import (
     build_tree,
     contract_calendar,
+    fill,
     holds,
     leaves,
     slot,
     split_slot,
     tree_json,
+    tree_shape,
 )
 from broker.matching.matcher import Matcher
 from broker.state.keys import Keys
@@ -56,6 +58,33 @@ def s(dataset: str, partition: str = DAY, where: str | None = None) -> dict[str,
 
 
 # -- the tree, by hand -------------------------------------------------------------------
+
+
+SHAPED = [  # (granularity, condition, partitions): each input reads the partition itself
+    ("daily", {"all_of": ["a", {"dataset": "b", "where": "metadata.n > 0"}]}, [DAY, "1900-01-01"]),
+    ("hourly", {"any_of": ["a", {"all_of": ["b", "c"]}]}, ["2026-11-23T05"]),
+    ("daily", {"all_of": ["a", {"dataset": "g", "partitioned": "none"}]}, [DAY]),
+    ("none", {"all_of": ["a", "b"]}, [""]),
+    ("static", {"any_of": ["a", "b"]}, ["eu-west.1", "us:2+x~y_Z"]),
+    ("daily", {"dataset": "a", "offset": 0}, [DAY]),
+]  # fmt: skip
+UNSHAPED = [  # an offset, a finer input, a coarser one: built each time
+    ("daily", {"all_of": ["a", {"dataset": "b", "offset": -1}]}),
+    ("daily", {"all_of": ["a", {"dataset": "b", "partitioned": "hourly"}]}),
+    ("hourly", {"all_of": ["a", {"dataset": "b", "partitioned": "daily"}]}),
+]
+
+
+def test_a_tree_filled_into_its_shape_is_the_tree_built() -> None:
+    for grain, when, partitions in SHAPED:
+        extra = {"partitions": partitions} if grain == "static" else {}
+        made = contract(when, grain, **extra)
+        shape = tree_shape(made)
+        assert shape is not None, when
+        for partition in partitions:
+            assert fill(shape, partition) == tree_json(build_tree(made, partition)), partition
+    for grain, when in UNSHAPED:
+        assert tree_shape(contract(when, grain)) is None, when
 
 
 def test_a_single_dataset_is_one_slot_of_the_contract_partition() -> None:

@@ -78,6 +78,41 @@ def tree_json(tree: Tree) -> str:
     return json.dumps(tree, separators=(",", ":"))
 
 
+# Stands for the partition in a contract's tree shape: a control character no dataset
+# name, filter tag or partition key holds, as JSON writes it.
+_HOLE = "\x00"
+_HOLE_JSON = json.dumps(_HOLE)[1:-1]
+
+
+def tree_shape(contract: Contract) -> str | None:
+    """`tree_json(build_tree(contract, p))` for every partition p, with a hole where p
+    goes (`fill`), when each of its inputs reads the partition itself (its
+    granularity, no offset) or the one partition of an unpartitioned dataset; None for
+    a contract whose inputs map partitions otherwise (build its tree each time)."""
+    shape = _shaped(contract, contract.when)
+    return None if shape is None else tree_json(shape)
+
+
+def fill(shape: str, partition: str) -> str:
+    """The tree of a `tree_shape` for `partition`."""
+    return shape.replace(_HOLE_JSON, json.dumps(partition)[1:-1])
+
+
+def _shaped(contract: Contract, cond: Condition) -> Tree | None:
+    if isinstance(cond, AllOf | AnyOf):
+        kind, children = ("all", cond.all_of) if isinstance(cond, AllOf) else ("any", cond.any_of)
+        shaped = [_shaped(contract, c) for c in children]
+        return None if any(s is None for s in shaped) else {kind: shaped}
+    grain = cond.partitioned or contract.partitioned
+    if Granularity.NONE in (contract.partitioned, grain):
+        key = ""  # input_keys: the one partition, ""
+    elif grain == contract.partitioned and cond.offset == 0:
+        key = _HOLE  # required_input_keys, "same": the contract's partition itself
+    else:
+        return None
+    return {"s": slot(cond.dataset, key, cond.where)}
+
+
 def leaves(tree: Tree) -> Iterator[str]:
     """Every slot of a tree, in order, once each."""
     seen: set[str] = set()

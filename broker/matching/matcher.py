@@ -26,7 +26,7 @@ from typing import Literal, NamedTuple
 from broker.contracts.model import Contract
 from broker.core.events import Event, epoch_ms
 from broker.core.partitions import Granularity, PartitionError, contract_keys_for_input
-from broker.matching.condition import build_tree, slot, tree_json
+from broker.matching.condition import build_tree, fill, slot, tree_json, tree_shape
 from broker.matching.index import DatasetIndex, Subscription
 
 
@@ -108,8 +108,23 @@ def slot_payload(event: Event, received_at: datetime, partition: str) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
-def _build_tree(contracts: dict[str, Contract], name: str, partition: str) -> str:
-    return tree_json(build_tree(contracts[name], partition))
+def _build_tree(
+    contracts: dict[str, Contract], shapes: dict[str, str | None], name: str, partition: str
+) -> str:
+    """The tree of `name` for `partition`: its shape filled in where it has one (a
+    partition never seen before costs ~0.5 us so, against ~21 us built)."""
+    if name in shapes:
+        shape = shapes[name]
+    else:
+        if len(shapes) >= _SHAPES_KEPT:
+            shapes.clear()
+        shape = shapes[name] = tree_shape(contracts[name])
+    if shape is None:
+        return tree_json(build_tree(contracts[name], partition))
+    return fill(shape, partition)
+
+
+_SHAPES_KEPT = 65536
 
 
 _NAME = attrgetter("name")
@@ -131,7 +146,7 @@ class Matcher:
         )
         # Over the contracts, not `self`: a matcher in a cycle with its own cache would
         # outlive its set (loaded.py freezes what a load leaves for the collector).
-        self._tree = lru_cache(maxsize=65536)(partial(_build_tree, self.contracts))
+        self._tree = lru_cache(maxsize=65536)(partial(_build_tree, self.contracts, {}))
         # Where no `where` reads the event, its route depends on dataset and partition
         # alone: a batch of one day's events is routed once, not once an event.
         self._routes: dict[tuple[str, str | None], Route] = {}
