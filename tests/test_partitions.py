@@ -482,3 +482,19 @@ def test_unpartitioned_has_the_one_key_and_callers_handle_the_mapping() -> None:
         contract_keys_for_input(none, day, "2026-11-23")
     with pytest.raises(ValueError, match="global input"):
         contract_keys_for_input(day, none, "")
+
+
+def test_utc_the_default_reads_as_any_zone_without_offsets_does() -> None:
+    """UTC skips the timezone arithmetic (`_local_midnight`, `_day_of`): it answers as
+    Etc/UTC, the same clock taken the long way, for keys, bounds, shifts and floors."""
+    instants = [datetime(1900, 1, 1, tzinfo=UTC) + timedelta(hours=37 * i, minutes=i % 60)
+                for i in range(0, 40_000, 97)]  # fmt: skip
+    for grain in (Granularity.HOURLY, Granularity.DAILY, Granularity.WEEKLY, Granularity.MONTHLY):
+        fast, slow = Calendar(grain, "UTC"), Calendar(grain, "Etc/UTC")
+        for at in instants:
+            key = fast.key_of(at)
+            assert key == slow.key_of(at), (grain, at)
+            assert fast.parse(key) == slow.parse(key), (grain, key)
+            assert fast.shift(key, 3) == slow.shift(key, 3) and fast.shift(key, -2) == slow.shift(
+                key, -2
+            )

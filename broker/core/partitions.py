@@ -152,7 +152,7 @@ class Calendar:
         """The start of the partition holding `instant`."""
         if self.granularity == Granularity.HOURLY:
             return _hour_floor(instant.astimezone(UTC), self.zone)
-        day = instant.astimezone(self.zone).date()
+        day = self._day_of(instant)
         if self.granularity == Granularity.WEEKLY:
             day -= timedelta(days=day.weekday())
         elif self.granularity == Granularity.MONTHLY:
@@ -163,7 +163,7 @@ class Calendar:
         """The start of the following partition (the exclusive end of this one)."""
         if self.granularity == Granularity.HOURLY:
             return _hour_end(start, self.zone)
-        return _local_midnight(self._later(start.astimezone(self.zone).date(), 1), self.zone)
+        return _local_midnight(self._later(self._day_of(start), 1), self.zone)
 
     def _later(self, day: date, n: int) -> date:
         """The first day of the day, week or month `n` after the one starting on `day`."""
@@ -178,7 +178,13 @@ class Calendar:
         """The key of the partition starting at `start`."""
         if self.granularity == Granularity.HOURLY:
             return _hour_key(start, self.zone)
-        return self._label(start.astimezone(self.zone).date())
+        return self._label(self._day_of(start))
+
+    def _day_of(self, instant: datetime) -> date:
+        """The date the clocks in this calendar's timezone read at `instant`."""
+        if instant.tzinfo is UTC and self.tz == "UTC":  # the default: no conversion
+            return instant.date()
+        return instant.astimezone(self.zone).date()
 
     def _label(self, day: date) -> str:
         if self.granularity == Granularity.DAILY:
@@ -263,7 +269,12 @@ def _parse(calendar: Calendar, key: str) -> Partition:
 
 
 def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    if zone is _UTC_ZONE:  # no offset, ever: midnight is midnight (the default timezone)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
     return _first_reading(datetime.combine(day, time(0)), zone)
+
+
+_UTC_ZONE = ZoneInfo("UTC")  # ZoneInfo keeps one object per key
 
 
 def _first_reading(wall: datetime, zone: ZoneInfo) -> datetime:
