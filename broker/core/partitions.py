@@ -30,11 +30,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from enum import StrEnum
 from functools import lru_cache
 from types import TracebackType
 from zoneinfo import ZoneInfo
+
+from broker.core.wallclock import (
+    HOUR,
+    TICK,
+    first_reading,
+    hour_end,
+    hour_floor,
+    hour_key,
+    local_midnight,
+    offset_at,
+)
 
 
 class Granularity(StrEnum):
@@ -68,8 +79,6 @@ _CONTAINS = {
     Granularity.WEEKLY: {Granularity.HOURLY, Granularity.DAILY},
     Granularity.MONTHLY: {Granularity.HOURLY, Granularity.DAILY},
 }
-_HOUR = timedelta(hours=1)
-_TICK = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,32 +147,32 @@ class Calendar:
         y, m, d, h = [int(x or 1) for x in groups[:4]] + [1] * (4 - len(groups[:4]))
         g = self.granularity
         if g == Granularity.HOURLY and groups[4] is None:  # the first pass, if repeated
-            return _first_reading(datetime(y, m, d, h), self.zone)
+            return first_reading(datetime(y, m, d, h), self.zone)
         if g == Granularity.HOURLY:  # the second pass: from its last microsecond, back
             hh, mm, ss = (int(x or 0) for x in groups[5:8])
             offset = timedelta(hours=hh, minutes=mm, seconds=ss)
             at = timezone(-offset if groups[4] == "-" else offset)
-            last = datetime(y, m, d, h, tzinfo=at).astimezone(UTC) + _HOUR - _TICK
-            return _hour_floor(last, self.zone)
+            last = datetime(y, m, d, h, tzinfo=at).astimezone(UTC) + HOUR - TICK
+            return hour_floor(last, self.zone)
         day = date.fromisocalendar(y, m, 1) if g == Granularity.WEEKLY else date(y, m, d)
-        return _local_midnight(day, self.zone)
+        return local_midnight(day, self.zone)
 
     def _floor(self, instant: datetime) -> datetime:
         """The start of the partition holding `instant`."""
         if self.granularity == Granularity.HOURLY:
-            return _hour_floor(instant.astimezone(UTC), self.zone)
+            return hour_floor(instant.astimezone(UTC), self.zone)
         day = self._day_of(instant)
         if self.granularity == Granularity.WEEKLY:
             day -= timedelta(days=day.weekday())
         elif self.granularity == Granularity.MONTHLY:
             day = day.replace(day=1)
-        return _local_midnight(day, self.zone)
+        return local_midnight(day, self.zone)
 
     def _next(self, start: datetime) -> datetime:
         """The start of the following partition (the exclusive end of this one)."""
         if self.granularity == Granularity.HOURLY:
-            return _hour_end(start, self.zone)
-        return _local_midnight(self._later(self._day_of(start), 1), self.zone)
+            return hour_end(start, self.zone)
+        return local_midnight(self._later(self._day_of(start), 1), self.zone)
 
     def _later(self, day: date, n: int) -> date:
         """The first day of the day, week or month `n` after the one starting on `day`."""
@@ -177,7 +186,7 @@ class Calendar:
     def _key_at(self, start: datetime) -> str:
         """The key of the partition starting at `start`."""
         if self.granularity == Granularity.HOURLY:
-            return _hour_key(start, self.zone)
+            return hour_key(start, self.zone)
         return self._label(self._day_of(start))
 
     def _day_of(self, instant: datetime) -> date:
@@ -217,15 +226,15 @@ class Calendar:
     def _shifted(self, start: datetime, n: int) -> str:
         if self.granularity != Granularity.HOURLY:  # by the calendar, when it has no holes
             moved = self._later(start.astimezone(self.zone).date(), n)
-            there = _local_midnight(moved, self.zone)
+            there = local_midnight(moved, self.zone)
             key = self._key_at(self._floor(there))
-            jump = abs(_offset(there, self.zone) - _offset(start, self.zone))
+            jump = abs(offset_at(there, self.zone) - offset_at(start, self.zone))
             if key == self._label(moved) and jump < timedelta(days=1):
                 return key
         # Hours are not all 60 minutes long, and a zone may skip a whole date (Pacific/Apia,
         # 2011-12-30): count partitions one by one.
         for _ in range(abs(n)):
-            start = self._next(start) if n > 0 else self._floor(start - _TICK)
+            start = self._next(start) if n > 0 else self._floor(start - TICK)
         return self._key_at(start)
 
     def keys_between(self, start: datetime, end: datetime) -> list[str]:
@@ -266,81 +275,6 @@ class _InRange:
 @lru_cache(maxsize=65536)
 def _parse(calendar: Calendar, key: str) -> Partition:
     return calendar._parse(key)
-
-
-def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    if zone is _UTC_ZONE:  # no offset, ever: midnight is midnight (the default timezone)
-        return datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return _first_reading(datetime.combine(day, time(0)), zone)
-
-
-_UTC_ZONE = ZoneInfo("UTC")  # ZoneInfo keeps one object per key
-
-
-def _first_reading(wall: datetime, zone: ZoneInfo) -> datetime:
-    """The first instant the clocks in `zone` read the naive `wall` time, or, if they skip
-    it, the instant they jump over it (Toronto, 1919-03-30: 23:30 -> 00:30)."""
-    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)  # the first pass
-    if first.astimezone(zone).replace(tzinfo=None) == wall:
-        return first
-    # Skipped: fold=0 reads it with the offset before the jump and fold=1 with the one
-    # after, which puts the jump between the two.
-    return _first_change(wall.replace(tzinfo=zone, fold=1).astimezone(UTC), first, zone)
-
-
-# Hourly partitions start where the wall clock reads a whole hour or changes its offset.
-# tzdata changes a zone's offset at most once in any hour, and on whole seconds.
-
-
-def _offset(instant: datetime, zone: ZoneInfo) -> timedelta:
-    offset = instant.astimezone(zone).utcoffset()
-    assert offset is not None  # a ZoneInfo always knows it
-    return offset
-
-
-def _since_hour(local: datetime) -> timedelta:
-    return timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
-
-
-def _hour_floor(instant: datetime, zone: ZoneInfo) -> datetime:
-    local = instant.astimezone(zone)
-    floor = instant - _since_hour(local)
-    if _offset(floor, zone) == local.utcoffset():
-        return floor
-    return _first_change(floor, instant, zone)
-
-
-def _hour_end(start: datetime, zone: ZoneInfo) -> datetime:
-    local = start.astimezone(zone)
-    end = start + _HOUR - _since_hour(local)
-    if _offset(end - _TICK, zone) == local.utcoffset():
-        return end
-    return _first_change(start, end - _TICK, zone)
-
-
-def _first_change(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
-    """The first instant in (before, after] whose UTC offset differs from `before`'s."""
-    base = _offset(before, zone)
-    while after - before > _TICK:
-        middle = before + (after - before) // 2
-        if _offset(middle, zone) == base:
-            before = middle
-        else:
-            after = middle
-    return after
-
-
-def _hour_key(start: datetime, zone: ZoneInfo) -> str:
-    local = start.astimezone(zone)
-    key = f"{local.year:04d}-{local.month:02d}-{local.day:02d}T{local.hour:02d}"
-    on_the_hour = not (local.fold or local.minute or local.second or local.microsecond)
-    hour = datetime(local.year, local.month, local.day, local.hour)
-    if on_the_hour or _first_reading(hour, zone) == start:  # the first pass
-        return key
-    offset = _offset(start, zone)
-    sign, seconds = ("-" if offset < timedelta(0) else "+"), abs(int(offset.total_seconds()))
-    hours, minutes, seconds = seconds // 3600, seconds // 60 % 60, seconds % 60
-    return f"{key}{sign}{hours:02d}:{minutes:02d}" + (f":{seconds:02d}" if seconds else "")
 
 
 def can_map(contract: Granularity, input: Granularity) -> bool:
