@@ -86,6 +86,11 @@ def _dumped_as(model: type[BaseModel]) -> Callable[[_C], _C]:
 
 
 def _jsonable(value: Any, exclude_defaults: bool, exclude_none: bool) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:  # most of them
+        return value
+    if kind is Granularity:
+        return value.value
     if isinstance(value, _Data | Trigger):
         return value.as_data(exclude_defaults=exclude_defaults, exclude_none=exclude_none)
     if isinstance(value, tuple):

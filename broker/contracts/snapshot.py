@@ -1,9 +1,10 @@
 """The file cache of the last clean load (cache.py), kept on disk, so that a process
 started over a folder that has not changed reads, parses and checks none of it again.
 
-One file per contracts folder under `data_dir/contracts/`, written after each clean load
-that changed the set (whole, to a temporary name, then renamed: a reader sees the last
-one or the one before, never half of one) and read once at start. It holds, per
+One file per contracts folder under `data_dir/contracts/`, written after a clean load
+that changed the set (`serve.py`: 10 s after, the newest set of a run of changes; whole,
+to a temporary name, then renamed: a reader sees the last one or the one before, never
+half of one) and read once at start. It holds, per
 contract file, what the cache keeps of it (stat, digest, size, the values it spent)
 and each contract as the JSON data it validated to, with its line; a digest of what
 their checks depended on (`check.check_key`), and one of the contract format
