@@ -13,13 +13,14 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from adapters._http import classify, translate_errors
 from adapters.webhook import sign
 from broker.core.settings import AlertSink
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("baton.alerts")
 
@@ -52,6 +53,8 @@ class AlertSender:
             stamp = str(int(time.time()))
             headers["X-Baton-Timestamp"] = stamp
             headers["X-Baton-Signature"] = sign(sink.secret.get_secret_value(), stamp, body)
+        import aiohttp  # noqa: PLC0415  (imported by the session's maker already)
+
         label = f"alert sink {sink.url}"
         with translate_errors(label):
             async with self.session.post(

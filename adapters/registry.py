@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from adapters.alerts import AlertSender
 from adapters.http1 import Http1
@@ -16,6 +14,9 @@ from broker.core.settings import PrefectTarget as PrefectConfig
 from broker.core.settings import Settings
 from broker.core.settings import WebhookTarget as WebhookConfig
 from broker.dispatch.target import Receipt, RunStatus, Target, TriggerRequest
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class NoAdapter:
@@ -40,17 +41,25 @@ class NoAdapter:
 
 def build_alerts(settings: Settings) -> AlertSender | None:
     """The configured alert sinks, or None; call inside the running event loop."""
-    return AlertSender(settings.alerts, aiohttp.ClientSession()) if settings.alerts else None
+    return AlertSender(settings.alerts, _session()) if settings.alerts else None
 
 
 def build_owner_alerts(settings: Settings) -> dict[str, AlertSender]:
     """Each owner's own alert sinks, for the owners that have some; call inside the
     running event loop."""
     return {
-        owner: AlertSender(config.alerts, aiohttp.ClientSession())
+        owner: AlertSender(config.alerts, _session())
         for owner, config in settings.owners.items()
         if config.alerts
     }
+
+
+def _session() -> aiohttp.ClientSession:
+    """An alert sink's HTTP session: aiohttp is imported only where alerts are sent
+    (~170 ms of a start, for the alert sinks alone)."""
+    import aiohttp  # noqa: PLC0415
+
+    return aiohttp.ClientSession()
 
 
 def build_targets(settings: Settings) -> dict[str, Target]:
