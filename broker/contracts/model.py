@@ -253,8 +253,9 @@ def _input(dataset: str, partitioned: Granularity | None, offset: int, where: st
 
 class _Alike:
     """While a set loads (`alike`): the trigger fields (and the values within them) seen
-    so far, by a hash of what they marshal to. Contracts made from one template share
-    their trigger's fields, body and all (100,000 alike: ~37 MiB); nothing changes them."""
+    so far, by a hash of what they marshal to, and the inputs (`_input`). Contracts made
+    from one template share their trigger's fields, body and all (100,000 alike: ~37
+    MiB); nothing changes them."""
 
     seen: dict[int, Any] | None = None
     inputs: dict[tuple[str, Granularity | None, int, str | None], Input] | None = None
@@ -264,8 +265,8 @@ class _Alike:
 def alike() -> Iterator[None]:
     """Contracts made meanwhile share the trigger fields they have alike, and the values
     within them, and the inputs they have alike (`_input`); the tables of what was seen
-    are let go at the end (a load nested in
-    another, or in another thread meanwhile, shares the outer one's)."""
+    are let go at the end (a load nested in another, or in another thread meanwhile,
+    shares the outer one's)."""
     outer = _Alike.seen
     if outer is None:
         _Alike.seen, _Alike.inputs = {}, {}

@@ -91,9 +91,6 @@ class Trigger(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     target: str = Field(min_length=1)
 
-    def fields(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
 
 class WebhookTrigger(_Strict):
     target: str
