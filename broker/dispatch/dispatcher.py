@@ -108,9 +108,10 @@ class Dispatcher:
         try:
             template = self._template(contract)
             # Only what is read: a trigger's inputs, read back, if its template or target does.
-            reads = "inputs" in template.reads or _reads_inputs(target, contract)
-            inputs = trigger_inputs(held) if reads and held is not None else None
-            request = build_request(contract, started, template, inputs, with_inputs=reads)
+            inputs = None
+            if "inputs" in template.reads or _reads_inputs(target, contract):
+                inputs = started.inputs if held is None else trigger_inputs(held)
+            request = build_request(contract, started, inputs, template)
         except TemplateError as exc:
             return await self._dead(started, entry_id, f"template: {exc}")
         if self.gates.gated(name) and (why := await self.gates.admit(name, started, entry_id)):
@@ -246,12 +247,11 @@ def _reads_inputs(target: Target, contract: Contract) -> bool:
 
 
 def template_context(
-    contract: Contract, record: TriggerRecord,
-    inputs: Mapping[str, Mapping[str, Any]] | None = None, *, with_inputs: bool = True,
-) -> dict[str, Any]:  # fmt: skip
-    """What trigger templates can read (SPEC: partition, partition_start, ..., trigger_id):
-    `inputs` the record's unless given, and left out `with_inputs` False (a trigger
-    whose template and target read none)."""
+    contract: Contract, record: TriggerRecord, inputs: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, Any]:
+    """What trigger templates can read (SPEC: partition, partition_start, ..., trigger_id);
+    `inputs` (the record's, slot -> event) left out when None (a trigger whose template
+    and target read none)."""
     start = end = None
     if contract.partitioned not in (Granularity.NONE, Granularity.STATIC):
         start, end = partition_bounds(contract_calendar(contract), record.partition)
@@ -263,8 +263,7 @@ def template_context(
         "trigger_id": record.id,
         "generation": record.generation,
         "missing": [readable_slot(slot) for slot in record.missing],
-    } | ({"inputs": inputs_by_dataset(record.inputs if inputs is None else inputs)}
-         if with_inputs else {})  # fmt: skip
+    } | ({} if inputs is None else {"inputs": inputs_by_dataset(inputs)})
 
 
 def inputs_by_dataset(inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -278,11 +277,13 @@ def inputs_by_dataset(inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict
 
 
 def build_request(
-    contract: Contract, record: TriggerRecord, template: Template | None = None,
-    inputs: Mapping[str, Mapping[str, Any]] | None = None, *, with_inputs: bool = True,
-) -> TriggerRequest:  # fmt: skip
+    contract: Contract,
+    record: TriggerRecord,
+    inputs: Mapping[str, Mapping[str, Any]] | None,
+    template: Template | None = None,
+) -> TriggerRequest:
     """The request for `record`'s trigger, its context as `template_context` makes it."""
-    context = template_context(contract, record, inputs, with_inputs=with_inputs)
+    context = template_context(contract, record, inputs)
     compiled = template or compile_template(contract.trigger.fields())
     spec = compiled.render(context)
     return TriggerRequest(
