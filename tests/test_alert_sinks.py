@@ -41,6 +41,16 @@ def _status(code: int) -> Callable[[asyncio.StreamWriter], None]:
     return lambda w: w.write(f"HTTP/1.1 {code} X\r\nContent-Length: 2\r\n\r\nno".encode())
 
 
+async def _send(url: str) -> None:
+    """Send one alert to a sink at `url`, through the sender the config builds."""
+    sender = build_alerts(Settings.model_validate({"alerts": [{"kind": "webhook", "url": url}]}))
+    assert sender is not None
+    try:
+        await sender.send("a1", "late", {"contract": "c"})
+    finally:
+        await sender.aclose()
+
+
 @pytest.mark.parametrize(("answer", "error"), [
     (lambda w: None, TargetUnavailable),  # cut off: aiohttp's ServerDisconnectedError
     (_status(503), TargetUnavailable),
@@ -50,23 +60,10 @@ async def test_a_failing_sink_is_transient_unless_it_refuses_the_alert(
     answer: Callable[[asyncio.StreamWriter], None], error: type[Exception]
 ) -> None:
     async for url in _serve(answer):
-        sender = build_alerts(
-            Settings.model_validate({"alerts": [{"kind": "webhook", "url": url}]})
-        )
-        assert sender is not None
-        try:
-            with pytest.raises(error):
-                await sender.send("a1", "late", {"contract": "c"})
-        finally:
-            await sender.aclose()
+        with pytest.raises(error):
+            await _send(url)
 
 
 async def test_a_sink_that_refuses_the_connection_is_transient() -> None:
-    url = f"http://127.0.0.1:{free_port()}/alert"
-    sender = build_alerts(Settings.model_validate({"alerts": [{"kind": "webhook", "url": url}]}))
-    assert sender is not None
-    try:
-        with pytest.raises(TargetUnavailable):
-            await sender.send("a1", "late", {"contract": "c"})
-    finally:
-        await sender.aclose()
+    with pytest.raises(TargetUnavailable):
+        await _send(f"http://127.0.0.1:{free_port()}/alert")
